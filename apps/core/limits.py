@@ -1,0 +1,74 @@
+"""
+Per-connection limits that every consumer applies before it looks at a message.
+
+Daphne already refuses messages over 1 MiB; these limits are the application's own, lower
+and per endpoint kind, so a visitor can see close 1009 and 4429 arrive from the consumer.
+"""
+
+import time
+from typing import NamedTuple
+
+from django.conf import settings
+
+CLOSE_MESSAGE_TOO_BIG = 1009
+CLOSE_RATE_LIMITED = 4429
+
+
+class Refusal(NamedTuple):
+    """Why a message was refused: the close code and reason to send."""
+
+    code: int
+    reason: str
+
+
+class TokenBucket:
+    """Allow `rate` messages per second on average, in bursts of up to `burst`."""
+
+    __slots__ = ("burst", "rate", "stamp", "tokens")
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self.stamp = time.monotonic()
+
+    def take(self) -> bool:
+        """Spend one token if there is one."""
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class Limiter:
+    """
+    The limits of one connection, read from `settings.WS_LIMITS[kind]`.
+
+    Once a message is refused, every later one is refused too: the consumer has sent its
+    close, and ASGI servers may raise on a send after that.
+    """
+
+    __slots__ = ("bucket", "max_bytes", "refusal")
+
+    def __init__(self, kind: str) -> None:
+        limits = settings.WS_LIMITS[kind]
+        self.max_bytes: int = limits["max_message_bytes"]
+        rate = limits["messages_per_second"]
+        self.bucket = TokenBucket(rate, limits["burst"]) if rate else None
+        self.refusal: Refusal | None = None
+
+    def check(self, text: str | None, data: bytes | None) -> Refusal | None:
+        """Return the refusal for this message (text or bytes), or None to let it through."""
+        if self.refusal is None:
+            # UTF-8 length: the limit is on what crossed the wire, not on characters.
+            size = len(text.encode()) if text is not None else len(data or b"")
+            if size > self.max_bytes:
+                self.refusal = Refusal(
+                    CLOSE_MESSAGE_TOO_BIG, f"message of {size} bytes is over {self.max_bytes}"
+                )
+            elif self.bucket is not None and not self.bucket.take():
+                self.refusal = Refusal(CLOSE_RATE_LIMITED, "too many messages")
+        return self.refusal

@@ -1,0 +1,62 @@
+"""Read consumers' real source code so pages show exactly what runs."""
+
+import inspect
+from dataclasses import dataclass
+from functools import cache
+from types import ModuleType
+from typing import Any
+
+from django.conf import settings
+from django.utils.safestring import SafeString, mark_safe
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import PythonLexer
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One WebSocket route and the consumer behind it."""
+
+    path: str
+    consumer: str
+    base: str
+    summary: str
+    source: SafeString
+    lines: int
+
+
+def _highlighted(code: str) -> SafeString:
+    # Pygments escapes the code; the markup it adds is its own.
+    return mark_safe(highlight(code, PythonLexer(), HtmlFormatter(nowrap=True)))  # noqa: S308
+
+
+@cache
+def endpoints(routing: ModuleType) -> tuple[Endpoint, ...]:
+    """Every route of a routing module, with its consumer's source, highlighted."""
+    found = []
+    for pattern in routing.websocket_urlpatterns:
+        consumer: Any = pattern.callback.consumer_class
+        code = inspect.getsource(consumer)
+        found.append(
+            Endpoint(
+                path="/" + str(pattern.pattern),
+                consumer=consumer.__name__,
+                base=consumer.__mro__[1].__name__,
+                summary=inspect.getdoc(consumer).splitlines()[0],
+                source=_highlighted(code),
+                lines=code.count("\n"),
+            )
+        )
+    return tuple(found)
+
+
+@cache
+def module_source(module: ModuleType) -> SafeString:
+    """A whole module, highlighted."""
+    return _highlighted(inspect.getsource(module))
+
+
+@cache
+def file_source(relative_path: str) -> SafeString:
+    """A project file, highlighted (for modules a page should not import, like config.asgi)."""
+    return _highlighted((settings.BASE_DIR / relative_path).read_text())

@@ -1,0 +1,37 @@
+"""
+The ASGI entry point: one ProtocolTypeRouter, composed from every app's routes.
+
+`python manage.py runserver` (daphne's), `daphne config.asgi:application` and
+`uvicorn config.asgi:application` all load this module.
+"""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+# Django must be set up before any consumer (and so any model) is imported.
+django_asgi_app = get_asgi_application()
+
+from channels.auth import AuthMiddlewareStack  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+
+from apps.core.journal import JournalMiddleware  # noqa: E402
+from apps.echo_async.routing import websocket_urlpatterns as echo_async_routes  # noqa: E402
+from apps.echo_sync.routing import websocket_urlpatterns as echo_sync_routes  # noqa: E402
+
+# Nested URLRouters with include() are unsupported (channels#1428): concatenate the lists.
+websocket_urlpatterns = echo_sync_routes + echo_async_routes
+
+application = ProtocolTypeRouter(
+    {
+        # The `daphne` command serves no static files; this handler does, for every server.
+        "http": ASGIStaticFilesHandler(django_asgi_app),
+        "websocket": AllowedHostsOriginValidator(
+            AuthMiddlewareStack(JournalMiddleware(URLRouter(websocket_urlpatterns)))
+        ),
+    }
+)

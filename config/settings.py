@@ -1,0 +1,189 @@
+"""
+Settings for the Channels showcase.
+
+Every value a deployment might change comes from the environment, with a default that is safe
+for a laptop: SQLite, the in-memory channel layer, DEBUG off unless asked for.
+"""
+
+import json
+import os
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool) -> bool:
+    """Read a yes/no environment variable; anything but a clear yes/no is an error."""
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    if value.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if value.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name}={value!r} is not a boolean (use 1/0, true/false).")
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    """Read a comma-separated environment variable."""
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+# ----------------------------------------------------------------------------- core
+DEBUG = env_bool("DEBUG", False)
+
+# The fallback keeps a local demo's sessions valid across restarts; `manage.py check --deploy`
+# flags it, and a deployment sets SECRET_KEY.
+SECRET_KEY = os.environ.get("SECRET_KEY") or "django-insecure-showcase-local-only"
+
+# Origin checks on sockets read this list too (AllowedHostsOriginValidator), so it stays
+# explicit: there is no wildcard default.
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+ROOT_URLCONF = "config.urls"
+ASGI_APPLICATION = "config.asgi.application"
+
+# ----------------------------------------------------------------------------- apps
+INSTALLED_APPS = [
+    # daphne first: it replaces `runserver` with an ASGI server that also serves sockets.
+    "daphne",
+    "channels",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "apps.core",
+    "apps.echo_sync",
+    "apps.echo_async",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "apps.core.context_processors.showcase",
+            ],
+        },
+    },
+]
+
+# ----------------------------------------------------------------------------- database
+# The test runner and the browser suite's server process must share one file, so the test
+# database is a file too (an in-memory SQLite DB is invisible to another process).
+DATABASE_PATH = Path(os.environ.get("DATABASE_PATH", BASE_DIR / "db.sqlite3"))
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": DATABASE_PATH,
+        "TEST": {"NAME": os.environ.get("TEST_DATABASE_PATH", BASE_DIR / "test-db.sqlite3")},
+    }
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# ----------------------------------------------------------------------------- channel layer
+# No REDIS_URL: one process, messages in memory (`make run`). With REDIS_URL, channels-redis
+# carries group messages between server processes. CHANNEL_LAYER=pubsub picks the Pub/Sub
+# layer (lower latency, no per-channel queue, so no capacity and no backlog).
+REDIS_URL = os.environ.get("REDIS_URL", "")
+CHANNEL_LAYER = os.environ.get("CHANNEL_LAYER", "core")
+if CHANNEL_LAYER not in {"core", "pubsub"}:
+    raise ImproperlyConfigured(f"CHANNEL_LAYER={CHANNEL_LAYER!r}: use 'core' or 'pubsub'.")
+
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": (
+                "channels_redis.pubsub.RedisPubSubChannelLayer"
+                if CHANNEL_LAYER == "pubsub"
+                else "channels_redis.core.RedisChannelLayer"
+            ),
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# ----------------------------------------------------------------------------- auth
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# Tests (and the browser suite's server) set FAST_PASSWORD_HASHER=1: PBKDF2 dominates a login.
+if env_bool("FAST_PASSWORD_HASHER", False):
+    PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
+
+# ----------------------------------------------------------------------------- static files
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# ----------------------------------------------------------------------------- i18n
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# ----------------------------------------------------------------------------- logging
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {
+        # daphne logs every HTTP request at INFO through its access log; keep it readable.
+        "daphne": {"level": "WARNING"},
+    },
+}
+
+# ----------------------------------------------------------------------------- showcase
+# The subprotocol every endpoint agrees to when a client offers it (ws.protocol in the browser).
+WS_SUBPROTOCOL = "showcase.v1"
+
+# Per-connection limits, per endpoint kind (apps/core/limits.py). Over `max_message_bytes` the
+# consumer closes with 1009; over the token bucket (`messages_per_second`, refilled smoothly,
+# up to `burst` at once) with 4429. `messages_per_second: 0` turns the rate limit off.
+# Daphne's own cap (1 MiB, --websocket-max-message-size) applies before these.
+# WS_LIMITS in the environment, as JSON, overrides any of them, e.g. for benchmarks:
+#   WS_LIMITS='{"echo": {"messages_per_second": 0}}'
+WS_LIMITS: dict[str, dict[str, int]] = {
+    "echo": {"max_message_bytes": 256 * 1024, "messages_per_second": 100, "burst": 200},
+    "json": {"max_message_bytes": 64 * 1024, "messages_per_second": 50, "burst": 100},
+    "lobby": {"max_message_bytes": 4 * 1024, "messages_per_second": 5, "burst": 10},
+}
+for _kind, _overrides in json.loads(os.environ.get("WS_LIMITS") or "{}").items():
+    WS_LIMITS[_kind] = {**WS_LIMITS.get(_kind, {}), **_overrides}
+
+# The event journal (apps/core/journal.py) records the ASGI events of connections that ask
+# for it with ?journal=<id>, on these paths only, so a page can show what the consumer saw.
+JOURNAL_PATH_PREFIXES = ("/ws/sc/", "/ws/ac/")

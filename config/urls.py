@@ -1,0 +1,11 @@
+"""URL configuration: each app brings its own urls module."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("apps.core.urls")),
+    path("sync/", include("apps.echo_sync.urls")),
+    path("async/", include("apps.echo_async.urls")),
+    path("admin/", admin.site.urls),
+]

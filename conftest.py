@@ -1,0 +1,29 @@
+"""Fixtures shared by every test run: unit tests under apps/ and browser tests under e2e/."""
+
+from collections.abc import Iterator
+
+import pytest
+
+from tools.servers import ServerProcess, start_redis
+
+ORIGIN = (b"origin", b"http://127.0.0.1")
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hasher(settings: pytest.FixtureRequest) -> None:
+    # PBKDF2 dominates every login; the server processes get FAST_PASSWORD_HASHER=1 too.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[ServerProcess]:
+    """A redis-server of our own on a free port, for the whole session."""
+    server = start_redis()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: ServerProcess) -> str:
+    """The REDIS_URL of the session's own redis-server."""
+    return f"redis://127.0.0.1:{redis_server.port}/0"
