@@ -65,8 +65,11 @@ e2e: install system-deps
 
 # The unit tests again on Python 3.12+ (Django 6.x), when such an interpreter exists here.
 compat:
-	@py=$$(command -v python3.13 || command -v python3.12 || \
-	  ls -d $$(pyenv root 2>/dev/null)/versions/3.1[23]*/bin/python3 2>/dev/null | tail -n 1); \
+	@py=""; for candidate in python3.13 python3.12 \
+	    $$(ls -d $$(pyenv root 2>/dev/null)/versions/3.1[23]*/bin/python3 2>/dev/null); do \
+	  if $$candidate -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null; then \
+	    py=$$(command -v $$candidate); break; fi; \
+	done; \
 	if [ -z "$$py" ]; then echo "compat: no Python 3.12+ here, skipped"; exit 0; fi; \
 	echo "compat: unit tests on $$($$py --version)"; \
 	$(MAKE) --no-print-directory unit PYTHON=$$py VENV=.venv-compat

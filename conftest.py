@@ -6,7 +6,14 @@ import pytest
 
 from tools.servers import ServerProcess, start_redis
 
-ORIGIN = (b"origin", b"http://127.0.0.1")
+
+def pytest_report_header() -> str:
+    """Say which Django and Channels ran: CI runs the unit tests on two Django lines."""
+    import channels
+    import daphne
+    import django
+
+    return f"django {django.get_version()}, channels {channels.__version__}, daphne {daphne.__version__}"
 
 
 @pytest.fixture(autouse=True)
