@@ -13,7 +13,8 @@ def pytest_report_header() -> str:
     import daphne
     import django
 
-    return f"django {django.get_version()}, channels {channels.__version__}, daphne {daphne.__version__}"
+    versions = (django.get_version(), channels.__version__, daphne.__version__)
+    return "django {}, channels {}, daphne {}".format(*versions)
 
 
 @pytest.fixture(autouse=True)
