@@ -7,12 +7,24 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 SERVER ?= daphne
 BIN := $(VENV)/bin
-# Daphne's own limits, set on purpose (see the README's "Limits" section).
-DAPHNE_FLAGS ?= --websocket_timeout 86400 --ping-interval 20 --ping-timeout 30 \
-	--websocket_connect_timeout 5 --application-close-timeout 10
+# Daphne's own limits, set on purpose (the README's "Limits" table says why, in full):
+# - 512 KiB per message and per frame: twice the largest WS_LIMITS message (echo, 256 KiB), so
+#   the consumers' own limit is what a visitor meets, while no socket makes daphne buffer its
+#   default 1 MiB (past it daphne drops the connection: 1006); the frame cap equal, so only a
+#   message's size counts, however it is fragmented.
+# - a ping after 20 s of silence (under the 60 s idle cut of common proxies), its pong due
+#   within 15 s (under the interval, so one ping is in flight at a time): a dead peer is
+#   dropped, and leaves the lobby, within about 37 s.
+# - 5 s for the handshake: the HTTP upgrade, then the consumer's accept.
+# - 10 s for a consumer to finish after its client left (a lobby leave goes through Redis).
+# - 86400 s of life at most per socket: channels-redis's group_expiry, so none outlives its groups.
+DAPHNE_FLAGS ?= --websocket-max-message-size 524288 --websocket-max-frame-size 524288 \
+	--ping-interval 20 --ping-timeout 15 --websocket_connect_timeout 5 \
+	--application-close-timeout 10 --websocket_timeout 86400
 APT_PACKAGES := chromium redis-server
 
-.PHONY: run test unit e2e lint compat system-deps install clean
+.PHONY: run test unit e2e lint compat system-deps install clean bench soak \
+	conformance conformance-quick
 
 # ---------------------------------------------------------------- set-up
 $(BIN)/.installed: requirements/lock.txt pyproject.toml
@@ -43,14 +55,55 @@ system-deps:
 # ---------------------------------------------------------------- the showcase
 run: install
 	$(BIN)/python manage.py migrate --no-input -v 0
+	DEBUG=$${DEBUG-1} $(BIN)/python manage.py ensure_demo_users
 ifeq ($(SERVER),uvicorn)
 	DEBUG=$${DEBUG-1} $(BIN)/uvicorn --host $(HOST) --port $(PORT) config.asgi:application
 else
 	DEBUG=$${DEBUG-1} $(BIN)/daphne -b $(HOST) -p $(PORT) $(DAPHNE_FLAGS) config.asgi:application
 endif
 
+# ---------------------------------------------------------------- load (127.0.0.1 only, bounded)
+# Styles, servers and channel layers side by side, with ceilings: a few minutes, then
+# docs/benchmarks.md and docs/benchmarks.png. BENCH_ARGS="--seconds 1" for a quick look.
+bench: install system-deps
+	$(BIN)/python -m bench --daphne-args="$(DAPHNE_FLAGS)" $(BENCH_ARGS)
+
+# 1,000 sockets on the six echo endpoints of a daphne started with the flags of `make run`,
+# for SOAK_SECONDS: every message must come back once, in order.
+SOAK_SECONDS ?= 120
+soak: install
+	$(BIN)/python -m bench.soak --seconds $(SOAK_SECONDS) --daphne-args="$(DAPHNE_FLAGS)"
+
+# ---------------------------------------------------------------- protocol conformance
+# The Autobahn testsuite is Python 2 code: it runs under a Python 2.7 (on PATH, or pyenv's),
+# with its dependencies installed once into a directory of their own (.make/ is gitignored).
+AUTOBAHN_DIR := .make/autobahn
+PYTHON2 ?= $(shell for py in python2.7 $$(ls -d $$(pyenv root 2>/dev/null)/versions/2.7*/bin/python 2>/dev/null); do \
+	$$py -c 'import sys; sys.exit(sys.version_info[:2] != (2, 7))' 2>/dev/null && { command -v $$py; break; }; done)
+
+$(AUTOBAHN_DIR)/.installed:
+	@test -n "$(PYTHON2)" || { echo "conformance: needs a Python 2.7 (e.g. pyenv install 2.7.18)"; exit 1; }
+	rm -rf $(AUTOBAHN_DIR)
+	$(PYTHON2) -m pip install --quiet --disable-pip-version-check --target $(AUTOBAHN_DIR) \
+	  autobahntestsuite==0.8.2
+	touch $@
+
+# Cases 1-7, 9 and 10 on every pure-echo endpoint (about 10 minutes); writes docs/conformance.md.
+conformance: install $(AUTOBAHN_DIR)/.installed
+	$(BIN)/python -m conformance.run --python2 $(PYTHON2) --libdir $(AUTOBAHN_DIR) \
+	  --markdown docs/conformance.md
+
+# The quick groups (not 9: its two timed-out empty-message cases alone take two minutes) on one
+# sync and one async endpoint, inside `make test`; skipped, saying so, without a Python 2.7.
+conformance-quick: install
+	@if [ -z "$(PYTHON2)" ]; then \
+	  echo "conformance-quick: no Python 2.7 here, Autobahn cases skipped"; exit 0; fi; \
+	$(MAKE) --no-print-directory $(AUTOBAHN_DIR)/.installed && \
+	$(BIN)/python -m conformance.run --python2 $(PYTHON2) --libdir $(AUTOBAHN_DIR) \
+	  --groups 1-7,10 --paths /ws/sc/,/ws/ac/generic/ --timeout 300
+
 # ---------------------------------------------------------------- tests
-test: install system-deps lint unit e2e compat
+test: install system-deps lint unit e2e compat conformance-quick
 
 lint: install
 	$(BIN)/ruff check .
@@ -75,4 +128,4 @@ compat:
 	$(MAKE) --no-print-directory unit PYTHON=$$py VENV=.venv-compat
 
 clean:
-	rm -rf $(VENV) .venv-compat artifacts test-results .pytest_cache
+	rm -rf $(VENV) .venv-compat artifacts test-results .pytest_cache .make

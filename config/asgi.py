@@ -19,12 +19,13 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from apps.auth_ws.routing import websocket_urlpatterns as auth_ws_routes  # noqa: E402
 from apps.core.journal import JournalMiddleware  # noqa: E402
 from apps.echo_async.routing import websocket_urlpatterns as echo_async_routes  # noqa: E402
 from apps.echo_sync.routing import websocket_urlpatterns as echo_sync_routes  # noqa: E402
 
 # Nested URLRouters with include() are unsupported (channels#1428): concatenate the lists.
-websocket_urlpatterns = echo_sync_routes + echo_async_routes
+websocket_urlpatterns = echo_sync_routes + echo_async_routes + auth_ws_routes
 
 application = ProtocolTypeRouter(
     {

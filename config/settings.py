@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "apps.core",
     "apps.echo_sync",
     "apps.echo_async",
+    "apps.auth_ws",
 ]
 
 MIDDLEWARE = [
@@ -114,6 +115,13 @@ if CHANNEL_LAYER not in {"core", "pubsub"}:
     raise ImproperlyConfigured(f"CHANNEL_LAYER={CHANNEL_LAYER!r}: use 'core' or 'pubsub'.")
 
 if REDIS_URL:
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+
+    # A restarted Redis leaves every pooled connection dead, and redis-py's default is not to
+    # retry: each dead connection failed the next command that met it, and that socket closed
+    # 1011 (apps/auth_ws/tests/test_faults.py). Reconnecting on the spot, a few times, heals it.
+    REDIS_RETRY = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3)
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": (
@@ -121,7 +129,7 @@ if REDIS_URL:
                 if CHANNEL_LAYER == "pubsub"
                 else "channels_redis.core.RedisChannelLayer"
             ),
-            "CONFIG": {"hosts": [REDIS_URL]},
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "retry": REDIS_RETRY}]},
         }
     }
 else:
@@ -171,9 +179,10 @@ LOGGING = {
 WS_SUBPROTOCOL = "showcase.v1"
 
 # Per-connection limits, per endpoint kind (apps/core/limits.py). Over `max_message_bytes` the
-# consumer closes with 1009; over the token bucket (`messages_per_second`, refilled smoothly,
-# up to `burst` at once) with 4429. `messages_per_second: 0` turns the rate limit off.
-# Daphne's own cap (1 MiB, --websocket-max-message-size) applies before these.
+# consumer closes with 4009 (limits.py says why not 1009); over the token bucket
+# (`messages_per_second`, refilled smoothly, up to `burst` at once) with 4429.
+# `messages_per_second: 0` turns the rate limit off. Daphne's own cap (`make run` sets 512 KiB,
+# --websocket-max-message-size) applies before these.
 # WS_LIMITS in the environment, as JSON, overrides any of them, e.g. for benchmarks:
 #   WS_LIMITS='{"echo": {"messages_per_second": 0}}'
 WS_LIMITS: dict[str, dict[str, int]] = {
@@ -186,4 +195,9 @@ for _kind, _overrides in json.loads(os.environ.get("WS_LIMITS") or "{}").items()
 
 # The event journal (apps/core/journal.py) records the ASGI events of connections that ask
 # for it with ?journal=<id>, on these paths only, so a page can show what the consumer saw.
-JOURNAL_PATH_PREFIXES = ("/ws/sc/", "/ws/ac/")
+JOURNAL_PATH_PREFIXES = ("/ws/sc/", "/ws/ac/", "/ws/auth/")
+
+# The lobby's presence entries (apps/auth_ws/presence.py) expire this many seconds after their
+# socket's last heartbeat (sent every third of it), so a server process that dies without
+# saying goodbye drops out of "who is online" by itself. Tests shorten it.
+PRESENCE_TTL = float(os.environ.get("PRESENCE_TTL") or 30)

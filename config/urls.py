@@ -7,5 +7,7 @@ urlpatterns = [
     path("", include("apps.core.urls")),
     path("sync/", include("apps.echo_sync.urls")),
     path("async/", include("apps.echo_async.urls")),
+    path("auth/", include("apps.auth_ws.urls")),
+    path("accounts/", include("apps.auth_ws.account_urls")),
     path("admin/", admin.site.urls),
 ]

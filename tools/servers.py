@@ -119,9 +119,13 @@ def server_env(**overrides: str) -> dict[str, str]:
 
 
 def start_daphne(
-    env: Mapping[str, str] | None = None, port: int | None = None, extra_args: tuple[str, ...] = ()
+    env: Mapping[str, str] | None = None,
+    port: int | None = None,
+    extra_args: tuple[str, ...] = (),
+    name: str = "daphne",
+    app: str = "config.asgi:application",
 ) -> ServerProcess:
-    """Start `daphne config.asgi:application` on 127.0.0.1."""
+    """Start daphne serving `app` on 127.0.0.1; its log is `<name>-<port>.log`."""
     port = port or free_port()
     command = [
         sys.executable,
@@ -132,9 +136,9 @@ def start_daphne(
         "-p",
         str(port),
         *extra_args,
-        "config.asgi:application",
+        app,
     ]
-    return _spawn("daphne", command, port, env or server_env())
+    return _spawn(name, command, port, env or server_env())
 
 
 def start_uvicorn(
@@ -158,6 +162,13 @@ def start_uvicorn(
         app,
     ]
     return _spawn("uvicorn", command, port, env or server_env())
+
+
+def start_command(
+    name: str, command: list[str], port: int, env: Mapping[str, str] | None = None
+) -> ServerProcess:
+    """Start any other server that will listen on `port` (e.g. a benchmark's bare ceiling)."""
+    return _spawn(name, command, port, env or server_env())
 
 
 def start_redis(port: int | None = None) -> ServerProcess:

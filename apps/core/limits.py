@@ -2,7 +2,12 @@
 Per-connection limits that every consumer applies before it looks at a message.
 
 Daphne already refuses messages over 1 MiB; these limits are the application's own, lower
-and per endpoint kind, so a visitor can see close 1009 and 4429 arrive from the consumer.
+and per endpoint kind, so a visitor can see close 4009 and 4429 arrive from the consumer.
+
+Why 4009 and not RFC 6455's 1009 (message too big): daphne hands the application's close
+code to autobahn, whose sendClose accepts only 1000 and 3000-4999, the codes a browser may
+send (crossbario/autobahn-python#1642). A consumer's close(1009) raises there, and the client
+sees 1011 instead. An application code arrives intact on every server.
 """
 
 import time
@@ -10,7 +15,7 @@ from typing import NamedTuple
 
 from django.conf import settings
 
-CLOSE_MESSAGE_TOO_BIG = 1009
+CLOSE_MESSAGE_TOO_BIG = 4009
 CLOSE_RATE_LIMITED = 4429
 
 

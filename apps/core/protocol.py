@@ -6,6 +6,8 @@ the consumer style itself. Nothing here does I/O.
 """
 
 import json
+import math
+import re
 import threading
 from typing import Any
 
@@ -15,6 +17,11 @@ Envelope = dict[str, Any]
 
 # RFC 6455 5.5: a close frame carries at most 125 bytes, two of them the code.
 MAX_REASON_BYTES = 123
+# Nesting beyond this is refused before parsing: near Python's recursion limit, json.loads can
+# succeed where json.dumps of the same data, called deeper in the consumer, then raises.
+MAX_DEPTH = 100
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 
 
 class BadMessage(Exception):
@@ -38,16 +45,47 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(literal: str) -> float:
+    # 1e400 parses as float("inf"), which json.dumps would echo as the non-JSON `Infinity`.
+    number = float(literal)
+    if not math.isfinite(number):
+        raise ValueError(f"{literal[:20]} is out of range for a double")
+    return number
+
+
+def _depth(text: str) -> int:
+    """How deep the arrays and objects of a JSON text nest (brackets inside strings skipped)."""
+    depth = deepest = 0
+    for bracket in _NOT_BRACKET.sub("", _STRING.sub("", text)):
+        depth += 1 if bracket in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _is_unicode(content: Any) -> bool:
+    # JSON's grammar lets "\ud800" through, but no UTF-8 can carry the lone surrogate it
+    # decodes to: echoed, logged, stored or sent through Redis (msgpack), it would raise.
+    try:
+        json.dumps(content, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def decode(text: str | None) -> dict[str, Any]:
     """Decode one incoming frame into a command object (a binary frame arrives as None)."""
     if text is None:
         raise BadMessage("binary_not_supported", "this endpoint takes JSON text frames only")
+    if text.count("[") + text.count("{") > MAX_DEPTH and _depth(text) > MAX_DEPTH:
+        raise BadMessage("invalid_json", f"JSON nested deeper than {MAX_DEPTH} levels")
     try:
-        content = json.loads(text, parse_constant=_reject_constant)
+        content = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except ValueError as exc:
         raise BadMessage("invalid_json", f"not valid JSON: {exc}") from None
     except RecursionError:
         raise BadMessage("invalid_json", "JSON nested too deeply") from None
+    if "\\u" in text and not _is_unicode(content):
+        raise BadMessage("invalid_json", "a \\u escape left a lone surrogate: not Unicode text")
     if not isinstance(content, dict):
         raise BadMessage("not_an_object", f"expected a JSON object, got {type(content).__name__}")
     if not isinstance(content.get("type"), str):

@@ -30,6 +30,11 @@ def _highlighted(code: str) -> SafeString:
     return mark_safe(highlight(code, PythonLexer(), HtmlFormatter(nowrap=True)))  # noqa: S308
 
 
+def _channels_base(consumer: type) -> str:
+    # The consumer style is the first Channels class it derives from, not a mixin of ours.
+    return next(c for c in consumer.__mro__[1:] if c.__module__.startswith("channels.")).__name__
+
+
 @cache
 def endpoints(routing: ModuleType) -> tuple[Endpoint, ...]:
     """Every route of a routing module, with its consumer's source, highlighted."""
@@ -41,7 +46,7 @@ def endpoints(routing: ModuleType) -> tuple[Endpoint, ...]:
             Endpoint(
                 path="/" + str(pattern.pattern),
                 consumer=consumer.__name__,
-                base=consumer.__mro__[1].__name__,
+                base=_channels_base(consumer),
                 summary=inspect.getdoc(consumer).splitlines()[0],
                 source=_highlighted(code),
                 lines=code.count("\n"),

@@ -23,6 +23,12 @@ DEMOS = [
         "AsyncConsumer · AsyncWebsocketConsumer · AsyncJsonWebsocketConsumer",
         "Handlers run on the event loop: no thread hop, nothing may block.",
     ),
+    (
+        "auth_ws:index",
+        "Authenticated sockets",
+        "AuthMiddlewareStack · AsyncJsonWebsocketConsumer · groups",
+        "Who is on the socket: anonymous gets 4401, a lobby with presence, logout closes tabs.",
+    ),
 ]
 
 

@@ -3,7 +3,9 @@ Asynchronous consumers, from raw ASGI events up to JSON.
 
 Every handler here runs on the server's event loop: nothing may block, and the ORM is reached
 through `database_sync_to_async` (or Django's async ORM methods). In exchange there is no
-thread hop per message, so the same echo costs less than in the sync style.
+thread hop per message, so the same echo costs less than in the sync style. That last part is
+true only with `NoDatabaseMixin`: stock Channels hops to a thread before every handler to tidy
+database connections, which these consumers never open (docs/benchmarks.md has the figures).
 """
 
 from typing import Any
@@ -13,10 +15,11 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
 
 from apps.core import protocol
+from apps.core.consumers import NoDatabaseMixin
 from apps.core.limits import Limiter
 
 
-class AsyncEchoConsumer(AsyncConsumer):
+class AsyncEchoConsumer(NoDatabaseMixin, AsyncConsumer):
     """Raw ASGI: each event is a dict, handled by the method named after its `type`."""
 
     async def websocket_connect(self, event: dict[str, Any]) -> None:
@@ -47,7 +50,7 @@ class AsyncEchoConsumer(AsyncConsumer):
         raise StopConsumer()
 
 
-class AsyncGenericEchoConsumer(AsyncWebsocketConsumer):
+class AsyncGenericEchoConsumer(NoDatabaseMixin, AsyncWebsocketConsumer):
     """The generic consumer turns events into `connect`, `receive(text_data, bytes_data)`..."""
 
     async def connect(self) -> None:
@@ -65,7 +68,7 @@ class AsyncGenericEchoConsumer(AsyncWebsocketConsumer):
             await self.send(bytes_data=bytes_data)
 
 
-class AsyncJsonConsumer(AsyncJsonWebsocketConsumer):
+class AsyncJsonConsumer(NoDatabaseMixin, AsyncJsonWebsocketConsumer):
     """JSON in, typed envelopes out: `receive_json` gets decoded objects."""
 
     async def connect(self) -> None:

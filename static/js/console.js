@@ -60,6 +60,8 @@ class SocketConsole extends EventTarget {
     this.records = [];      // every observation, for the log and for tests
     this.readyStates = [];  // readyState as sampled at each step of the current socket
     this.reconnect = { attempt: 0, timer: null, active: false };
+    // The backoff policy; the browser tests shorten it to see the cap within seconds.
+    this.backoff = { baseMs: RECONNECT_BASE_MS, capMs: RECONNECT_CAP_MS };
     this.journalId = null;
     this.journalTimer = null;
     this.el = (name) => root.querySelector(`[data-${name}]`);
@@ -75,6 +77,7 @@ class SocketConsole extends EventTarget {
     const record = { kind, at: Date.now(), via, readyState: this.ws ? this.ws.readyState : null, ...details };
     this.records.push(record);
     this.renderRecord(record);
+    this.refreshStatus(); // at once, not at the next tick: buttons follow the socket's state
     this.dispatchEvent(new CustomEvent(kind, { detail: record }));
     return record;
   }
@@ -253,12 +256,14 @@ class SocketConsole extends EventTarget {
     }
     this.reconnect.active = true;
     this.reconnect.attempt += 1;
-    const ceiling = Math.min(RECONNECT_CAP_MS, RECONNECT_BASE_MS * 2 ** (this.reconnect.attempt - 1));
+    const { baseMs, capMs } = this.backoff;
+    const ceiling = Math.min(capMs, baseMs * 2 ** (this.reconnect.attempt - 1));
     const delay = Math.round(ceiling / 2 + Math.random() * (ceiling / 2)); // "equal jitter"
     this.note("reconnecting", {
       message: `attempt ${this.reconnect.attempt} in ${delay} ms (backoff ${ceiling} ms, jittered)`,
       attempt: this.reconnect.attempt,
       delay,
+      ceiling,
     });
     this.reconnect.timer = setTimeout(() => this.connect({ fromReconnect: true }), delay);
   }
@@ -336,6 +341,7 @@ class SocketConsole extends EventTarget {
   // ------------------------------------------------------------------ the server's side
 
   clearJournal() {
+    this.journal = null; // the previous socket's events must not pass for this one's
     const list = this.el("journal-log");
     if (list) list.replaceChildren();
   }

@@ -14,9 +14,17 @@ ORIGIN = (b"origin", b"http://127.0.0.1")
 SUBPROTOCOL = "showcase.v1"
 
 
-def communicator(path: str, *, origin: bytes | None = b"http://127.0.0.1", subprotocols=None):
+def communicator(
+    path: str,
+    *,
+    origin: bytes | None = b"http://127.0.0.1",
+    subprotocols=None,
+    cookie: bytes | None = None,
+):
     """A client for the full ASGI stack (origin check, auth, routing), like a browser's."""
     headers = [(b"origin", origin)] if origin is not None else []
+    if cookie is not None:
+        headers.append((b"cookie", cookie))
     return WebsocketCommunicator(application, path, headers=headers, subprotocols=subprotocols)
 
 
@@ -82,7 +90,7 @@ class EchoContract:
         assert await comm.connect() == (True, None)
         await comm.disconnect()
 
-    async def test_message_over_the_limit_closes_1009(self, path: str, settings) -> None:
+    async def test_message_over_the_limit_closes_4009(self, path: str, settings) -> None:
         settings.WS_LIMITS = {
             **settings.WS_LIMITS,
             "echo": {**settings.WS_LIMITS["echo"], "max_message_bytes": 10},
@@ -93,7 +101,7 @@ class EchoContract:
         assert await comm.receive_from() == "é" * 5
         await comm.send_to(text_data="é" * 6)  # 6 characters, 12 bytes: over
         event = await expect_close(comm)
-        assert event["code"] == 1009
+        assert event["code"] == 4009
         assert "12 bytes" in event["reason"]
         # Nothing is echoed after the close, whatever is still in flight.
         await comm.send_to(text_data="late")
@@ -226,11 +234,11 @@ class JsonContract:
         assert (await expect_close(comm))["reason"] == reason
         await comm.disconnect()
 
-    async def test_message_over_the_limit_closes_1009(self, path: str, settings) -> None:
+    async def test_message_over_the_limit_closes_4009(self, path: str, settings) -> None:
         limit = settings.WS_LIMITS["json"]["max_message_bytes"]
         comm = await self.connected(path)
         await comm.send_json_to({"type": "echo", "data": "x" * limit})
-        assert (await expect_close(comm))["code"] == 1009
+        assert (await expect_close(comm))["code"] == 4009
         await comm.disconnect()
 
     async def test_too_many_messages_close_4429(self, path: str, settings) -> None:

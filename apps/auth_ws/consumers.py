@@ -1,0 +1,198 @@
+"""
+The lobby: sockets that know who is on the other end.
+
+`AuthMiddlewareStack` (config/asgi.py) reads the handshake's session cookie and puts the user in
+`scope["user"]` once, before the consumer starts. Everything here trusts that value and nothing
+the client says about itself. A user's sockets share a per-user group, so logging out over HTTP,
+on any server process, reaches every one of them (signals.py).
+"""
+
+import asyncio
+import logging
+import os
+import time
+from importlib import import_module
+from typing import Any
+
+from channels.auth import get_user
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+
+from apps.core import protocol
+from apps.core.limits import Limiter
+
+from .presence import Presence, get_presence
+
+logger = logging.getLogger(__name__)
+
+LOBBY = "auth_ws.lobby"
+CLOSE_UNAUTHENTICATED = 4401
+MAX_CHAT_CHARS = 500
+
+
+def user_group(user_id: Any) -> str:
+    """The group holding every socket of one user, on every server process."""
+    return f"auth_ws.user.{user_id}"
+
+
+class LobbyConsumer(AsyncJsonWebsocketConsumer):
+    """
+    Anonymous sockets are accepted, then closed with 4401; logged-in ones join the lobby.
+
+    Async because a lobby socket mostly waits: for group messages from the channel layer, for
+    Redis, for its heartbeat timer. Waiting on the event loop costs nothing, where a sync
+    consumer would hop to a worker thread for every group message and could not keep a timer.
+    JSON because every message, in and out, is an envelope with a "type".
+    """
+
+    joined = False
+    heartbeat: asyncio.Task | None = None
+    presence: Presence
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Run the consumer; its heartbeat must not outlive it, however it ends."""
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # A cancelled application never gets websocket.disconnect: without this its
+            # heartbeat would keep a socket that no longer exists online forever.
+            if self.heartbeat is not None:
+                self.heartbeat.cancel()
+
+    async def connect(self) -> None:
+        """Accept; say hello and join the lobby if the session has a user, else close 4401."""
+        self.user = self.scope["user"]
+        await self.accept(protocol.select_subprotocol(self.scope))
+        if not self.user.is_authenticated:
+            # Accepted first: a close before accept would reach the browser as 1006, not 4401.
+            await self.close(CLOSE_UNAUTHENTICATED, "log in first: this socket has no user")
+            return
+        self.username = self.user.get_username()
+        self.limiter = Limiter("lobby")
+        self.presence = get_presence()
+        await self.send_json({"type": "hello", "user": self.username, "process": os.getpid()})
+        await self.channel_layer.group_add(LOBBY, self.channel_name)
+        await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
+        self.joined = True
+        if await self.presence.join(self.channel_name, self.username):
+            await self.channel_layer.group_send(LOBBY, {"type": "presence.changed"})
+        else:
+            await self.send_presence()  # nobody else needs to hear of another tab
+        self.heartbeat = asyncio.create_task(self.beat())
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        """Check limits and decode; bad input gets an error envelope, never a traceback."""
+        if not self.joined:
+            return  # a socket we are closing: whatever it still sends goes nowhere
+        if refusal := self.limiter.check(text_data, bytes_data):
+            await self.end(refusal.code, refusal.reason)
+            return
+        try:
+            await self.receive_json(protocol.decode(text_data))
+        except protocol.BadMessage as bad:
+            await self.send_json(bad.envelope)
+
+    async def receive_json(self, content: dict[str, Any]) -> None:
+        """Act on one command: `chat`, `who` or `info`."""
+        match content["type"]:
+            case "chat":
+                text = content.get("text")
+                if not isinstance(text, str) or not text.strip():
+                    raise protocol.BadMessage("invalid_text", 'chat needs a non-empty "text"')
+                if len(text) > MAX_CHAT_CHARS:
+                    raise protocol.BadMessage(
+                        "text_too_long", f"chat text is limited to {MAX_CHAT_CHARS} characters"
+                    )
+                # The sender is whoever the session says; a "user" field in content is ignored.
+                await self.channel_layer.group_send(
+                    LOBBY,
+                    {"type": "lobby.chat", "user": self.username, "text": text, "at": time.time()},
+                )
+            case "who":
+                await self.send_presence()
+            case "info":
+                await self.send_json(protocol.info(self))
+            case _:
+                raise protocol.BadMessage(
+                    "unknown_type", f"unknown type {content['type']!r}; try chat, who or info"
+                )
+
+    async def send_presence(self) -> None:
+        """Send this socket the users online now, read fresh from the store."""
+        await self.send_json({"type": "presence", "users": await self.presence.online()})
+
+    # ---------------------------------------------------------- messages from the channel layer
+
+    async def lobby_chat(self, event: dict[str, Any]) -> None:
+        """Someone in the lobby said something."""
+        if self.joined:
+            await self.send_json(
+                {"type": "chat", "user": event["user"], "text": event["text"], "at": event["at"]}
+            )
+
+    async def presence_changed(self, event: dict[str, Any]) -> None:
+        """Someone came or went: read the list now, so the last notice always shows the truth."""
+        if self.joined:
+            await self.send_presence()
+
+    async def session_ended(self, event: dict[str, Any]) -> None:
+        """The user logged out somewhere (signals.py): this socket's user is gone."""
+        await self.end(CLOSE_UNAUTHENTICATED, event["reason"])
+
+    # ---------------------------------------------------------- staying, and leaving
+
+    async def beat(self) -> None:
+        """Every third of the TTL: check the session still holds, and refresh presence."""
+        while True:
+            await asyncio.sleep(settings.PRESENCE_TTL / 3)
+            try:
+                if not await self.session_holds():
+                    await self.end(CLOSE_UNAUTHENTICATED, "session ended")
+                    return
+                # Also prunes expired entries: a dead process's users go offline here.
+                if await self.presence.join(self.channel_name, self.username):
+                    await self.channel_layer.group_send(LOBBY, {"type": "presence.changed"})
+            except Exception:
+                logger.exception("lobby heartbeat of %s failed; next beat retries", self.username)
+
+    async def session_holds(self) -> bool:
+        """Whether the session still logs in this user (not expired, flushed or re-keyed)."""
+        store = import_module(settings.SESSION_ENGINE).SessionStore
+        user = await get_user({"session": store(self.scope["session"].session_key)})
+        return user.is_authenticated and user.pk == self.user.pk
+
+    async def end(self, code: int, reason: str) -> None:
+        """Close from the server's side, leaving the lobby first so nothing follows the close."""
+        if self.joined:
+            await self.leave()
+            await self.close(code, reason)
+
+    async def leave(self) -> None:
+        """Stop the heartbeat, leave the groups, and drop this socket's presence entry."""
+        if not self.joined:
+            return
+        self.joined = False
+        if self.heartbeat is not None and self.heartbeat is not asyncio.current_task():
+            self.heartbeat.cancel()
+            await asyncio.wait({self.heartbeat})  # its last refresh must not follow our removal
+        await self.channel_layer.group_discard(LOBBY, self.channel_name)
+        await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
+        if await self.presence.leave(self.channel_name, self.username):
+            await self.channel_layer.group_send(LOBBY, {"type": "presence.changed"})
+
+    async def disconnect(self, code: int) -> None:
+        """The socket is gone, however it went."""
+        await self.leave()
+
+
+class StrictLobbyConsumer(LobbyConsumer):
+    """The same lobby, but an anonymous handshake is refused before accept (HTTP 403)."""
+
+    async def connect(self) -> None:
+        """Refuse anonymous handshakes; let everyone else into the lobby."""
+        if not self.scope["user"].is_authenticated:
+            # A close before accept rejects the handshake: daphne answers HTTP 403, and the
+            # browser reports `error`, then close 1006. The application's code never arrives.
+            await self.close()
+            return
+        await super().connect()

@@ -1,0 +1,140 @@
+"""
+Who is online in the lobby: one entry per open socket, kept alive by the socket's heartbeat.
+
+An entry is (socket's channel name, username, time of its last heartbeat). A user is online
+while at least one of their entries is fresh, so several tabs count once, and an entry whose
+heartbeats stop (its server process died without a goodbye) expires after
+`settings.PRESENCE_TTL` seconds instead of keeping its user online forever.
+
+With `REDIS_URL` the entries live in one Redis sorted set shared by every server process
+(member "channel|username", score the heartbeat's time); without it, in this process's memory.
+Every change returns whether the set of online users changed, so the caller tells the lobby
+only then. Heartbeat times come from each host's clock: hosts must agree to well under the TTL.
+"""
+
+import asyncio
+import time
+import weakref
+from collections.abc import Iterable
+from typing import Protocol
+
+from django.conf import settings
+from redis.asyncio import Redis
+
+REDIS_KEY = "auth_ws:presence"
+
+
+def _usernames(members: Iterable[str]) -> list[str]:
+    """Distinct usernames of "channel|username" members, sorted."""
+    return sorted({member.split("|", 1)[1] for member in members})
+
+
+class Presence(Protocol):
+    """What the lobby consumer needs from a presence store."""
+
+    async def join(self, channel: str, username: str) -> bool:
+        """Add (or refresh) this socket's entry; True if the online users changed."""
+
+    async def leave(self, channel: str, username: str) -> bool:
+        """Remove this socket's entry; True if the online users changed."""
+
+    async def online(self) -> list[str]:
+        """The usernames with at least one fresh entry, sorted."""
+
+
+class MemoryPresence:
+    """Entries in this process's memory: enough when one process serves every socket."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, float] = {}  # "channel|username" -> last heartbeat
+
+    def _change(self, add: str | None = None, remove: str | None = None) -> bool:
+        before = _usernames(self.entries)
+        now = time.time()
+        for member, stamp in list(self.entries.items()):
+            if stamp < now - settings.PRESENCE_TTL:
+                del self.entries[member]
+        if add:
+            self.entries[add] = now
+        if remove:
+            self.entries.pop(remove, None)
+        return _usernames(self.entries) != before
+
+    async def join(self, channel: str, username: str) -> bool:
+        """Add (or refresh) this socket's entry; True if the online users changed."""
+        return self._change(add=f"{channel}|{username}")
+
+    async def leave(self, channel: str, username: str) -> bool:
+        """Remove this socket's entry; True if the online users changed."""
+        return self._change(remove=f"{channel}|{username}")
+
+    async def online(self) -> list[str]:
+        """The usernames with at least one fresh entry, sorted."""
+        oldest = time.time() - settings.PRESENCE_TTL
+        return _usernames(m for m, stamp in self.entries.items() if stamp >= oldest)
+
+
+class RedisPresence:
+    """Entries in a Redis sorted set that every server process reads and writes."""
+
+    def __init__(self, client: Redis, key: str = REDIS_KEY) -> None:
+        self.client = client
+        self.key = key
+
+    async def _change(self, add: str | None = None, remove: str | None = None) -> bool:
+        now = time.time()
+        ttl = settings.PRESENCE_TTL
+        # One MULTI/EXEC: no other process's change lands between "before" and "after", so of
+        # two tabs opening at once exactly one sees its user come online.
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.zrange(self.key, 0, -1)
+            pipe.zremrangebyscore(self.key, "-inf", now - ttl)
+            if add:
+                pipe.zadd(self.key, {add: now})
+            if remove:
+                pipe.zrem(self.key, remove)
+            pipe.zrange(self.key, 0, -1)
+            # Should every process stop, the key goes too.
+            pipe.expire(self.key, max(1, round(ttl * 2)))
+            results = await pipe.execute()
+        return _usernames(results[-2]) != _usernames(results[0])
+
+    async def join(self, channel: str, username: str) -> bool:
+        """Add (or refresh) this socket's entry; True if the online users changed."""
+        return await self._change(add=f"{channel}|{username}")
+
+    async def leave(self, channel: str, username: str) -> bool:
+        """Remove this socket's entry; True if the online users changed."""
+        return await self._change(remove=f"{channel}|{username}")
+
+    async def online(self) -> list[str]:
+        """The usernames with at least one fresh entry, sorted."""
+        oldest = time.time() - settings.PRESENCE_TTL
+        return _usernames(await self.client.zrangebyscore(self.key, oldest, "+inf"))
+
+
+# One store per event loop: a Redis client's connections belong to the loop that opened them.
+# A server process has one loop; a test suite has one per test.
+_stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Presence] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def get_presence() -> Presence:
+    """The presence store for the running event loop: Redis if REDIS_URL is set, else memory."""
+    loop = asyncio.get_running_loop()
+    store = _stores.get(loop)
+    if store is None:
+        if settings.REDIS_URL:
+            store = RedisPresence(Redis.from_url(settings.REDIS_URL, decode_responses=True))
+        else:
+            store = MemoryPresence()
+        _stores[loop] = store
+    return store
+
+
+async def close_presence() -> None:
+    """Forget the running loop's store, closing its Redis connections (tests call this)."""
+    store = _stores.pop(asyncio.get_running_loop(), None)
+    if isinstance(store, RedisPresence):
+        await store.client.aclose()

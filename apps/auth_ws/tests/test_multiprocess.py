@@ -1,0 +1,205 @@
+"""
+The lobby across server processes: two real daphne processes, one real redis-server.
+
+Each test starts daphne A and daphne B on free ports with REDIS_URL pointing at the session's
+own redis-server (database 3, emptied first) and DATABASE_PATH at this test run's database
+file, so both processes and the test share users and sessions. Users log in over HTTP through
+the login form (CSRF token included), and talk to the sockets with the `websockets` client,
+sending an Origin header as a browser would.
+"""
+
+import asyncio
+import json
+import re
+import signal
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from http.cookiejar import CookieJar
+from typing import Any
+from urllib.parse import urlencode
+from urllib.request import HTTPCookieProcessor, build_opener
+
+import pytest
+import redis
+from django.contrib.auth import get_user_model
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from tools.servers import ServerProcess, running, server_env, start_daphne
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PASSWORD = "a long demo passphrase"
+PRESENCE_TTL = 2.0  # seconds: a heartbeat every 0.67 s
+
+
+@pytest.fixture
+def servers(
+    request: pytest.FixtureRequest, transactional_db: None, redis_url: str, settings
+) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """Daphne A and B on one Redis; `request.param` may pick the layer (core or pubsub)."""
+    url = redis_url.rsplit("/", 1)[0] + "/3"
+    with redis.Redis.from_url(url) as client:
+        client.flushdb()
+    env = server_env(
+        REDIS_URL=url,
+        DATABASE_PATH=str(settings.DATABASES["default"]["NAME"]),
+        FAST_PASSWORD_HASHER="1",
+        PRESENCE_TTL=str(PRESENCE_TTL),
+        CHANNEL_LAYER=getattr(request, "param", "core"),
+    )
+    with running(start_daphne(env)) as a, running(start_daphne(env)) as b:
+        yield a, b
+
+
+@pytest.fixture
+def users(transactional_db: None) -> None:
+    for name in ("xavier", "yvonne"):
+        get_user_model().objects.create_user(name, password=PASSWORD)
+
+
+class FormClient:
+    """A cookie jar and urllib: logs in and out through the HTML forms, CSRF token and all."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        self.server = server
+        self.jar = CookieJar()
+        self.opener = build_opener(HTTPCookieProcessor(self.jar))
+
+    def cookie(self, name: str) -> str:
+        return next(c.value for c in self.jar if c.name == name)
+
+    def post(self, path: str, fields: dict[str, str]) -> int:
+        data = urlencode({**fields, "csrfmiddlewaretoken": self.cookie("csrftoken")}).encode()
+        with self.opener.open(self.server.http_url + path, data, timeout=10) as response:
+            return response.status
+
+    def log_in(self, username: str) -> None:
+        with self.opener.open(self.server.http_url + "/accounts/login/", timeout=10) as page:
+            assert re.search(rb'name="csrfmiddlewaretoken"', page.read())
+        assert self.post("/accounts/login/", {"username": username, "password": PASSWORD}) == 200
+        assert self.cookie("sessionid")
+
+    def log_out(self) -> None:
+        assert self.post("/accounts/logout/", {}) == 200
+
+    def cookie_header(self) -> str:
+        return "; ".join(f"{c.name}={c.value}" for c in self.jar)
+
+
+async def logged_in(server: ServerProcess, username: str) -> FormClient:
+    client = FormClient(server)
+    await asyncio.to_thread(client.log_in, username)
+    return client
+
+
+@asynccontextmanager
+async def lobby(server: ServerProcess, client: FormClient) -> AsyncIterator[ClientConnection]:
+    """A lobby socket on this server, with this client's session cookie."""
+    async with connect(
+        server.ws_url + "/ws/auth/",
+        origin=server.http_url,
+        additional_headers={"Cookie": client.cookie_header()},
+        open_timeout=5,
+    ) as ws:
+        yield ws
+
+
+async def receive(ws: ClientConnection, within: float = 5) -> dict[str, Any]:
+    return json.loads(await asyncio.wait_for(ws.recv(), within))
+
+
+async def silent(ws: ClientConnection, seconds: float) -> bool:
+    try:
+        message = await asyncio.wait_for(ws.recv(), seconds)
+    except TimeoutError:
+        return True
+    raise AssertionError(f"unexpected message {message!r}")
+
+
+async def closed_with(ws: ClientConnection, within: float = 5) -> int:
+    with pytest.raises(ConnectionClosed) as closed:
+        await asyncio.wait_for(ws.recv(), within)
+    return closed.value.rcvd.code
+
+
+@pytest.mark.parametrize("servers", ["core", "pubsub"], indirect=True)
+async def test_chat_presence_and_logout_across_two_processes(
+    servers: tuple[ServerProcess, ServerProcess], users: None
+) -> None:
+    a, b = servers
+    x = await logged_in(a, "xavier")
+    y = await logged_in(b, "yvonne")
+
+    async with AsyncExitStack() as sockets:
+        # The hello says which process holds the socket: X is on A, Y on B.
+        x_on_a = await sockets.enter_async_context(lobby(a, x))
+        assert await receive(x_on_a) == {
+            "type": "hello",
+            "user": "xavier",
+            "process": a.process.pid,
+        }
+        assert await receive(x_on_a) == {"type": "presence", "users": ["xavier"]}
+        y_on_b = await sockets.enter_async_context(lobby(b, y))
+        assert await receive(y_on_b) == {
+            "type": "hello",
+            "user": "yvonne",
+            "process": b.process.pid,
+        }
+        assert await receive(y_on_b) == {"type": "presence", "users": ["xavier", "yvonne"]}
+        # Y's arrival on B reaches X on A through Redis.
+        assert await receive(x_on_a) == {"type": "presence", "users": ["xavier", "yvonne"]}
+
+        await x_on_a.send(json.dumps({"type": "chat", "text": "hello from A"}))
+        for ws in (y_on_b, x_on_a):
+            message = await receive(ws)
+            assert (message["user"], message["text"]) == ("xavier", "hello from A")
+        await y_on_b.send(json.dumps({"type": "chat", "text": "hi from B", "user": "xavier"}))
+        for ws in (x_on_a, y_on_b):
+            message = await receive(ws)
+            assert (message["user"], message["text"]) == ("yvonne", "hi from B")
+
+        # X opens a second tab, on B: counted once, so nobody hears of it.
+        async with lobby(b, x) as x_on_b:
+            assert (await receive(x_on_b))["process"] == b.process.pid
+            assert await receive(x_on_b) == {"type": "presence", "users": ["xavier", "yvonne"]}
+            assert await silent(y_on_b, 0.5)
+
+            # Logging out over HTTP on A closes both of X's sockets, the one on B included.
+            started = time.monotonic()
+            await asyncio.to_thread(x.log_out)
+            assert await closed_with(x_on_a) == 4401
+            assert await closed_with(x_on_b) == 4401
+            elapsed = time.monotonic() - started
+            print(f"\nlogout on A -> both of X's sockets closed (A and B): {elapsed * 1000:.0f} ms")
+
+        # Y stays, hears X go, and goes on chatting.
+        assert await receive(y_on_b) == {"type": "presence", "users": ["yvonne"]}
+        await y_on_b.send(json.dumps({"type": "chat", "text": "alone now"}))
+        assert (await receive(y_on_b))["text"] == "alone now"
+
+
+async def test_a_killed_process_takes_its_users_offline(
+    servers: tuple[ServerProcess, ServerProcess], users: None
+) -> None:
+    a, b = servers
+    x = await logged_in(a, "xavier")
+    y = await logged_in(b, "yvonne")
+    async with lobby(a, x) as x_on_a, lobby(b, y) as y_on_b:
+        await receive(x_on_a)
+        await receive(x_on_a)
+        await receive(y_on_b)
+        await receive(y_on_b)
+        assert await receive(x_on_a) == {"type": "presence", "users": ["xavier", "yvonne"]}
+
+        # No goodbye from B: no disconnect handler runs, Y's entry just stops being refreshed.
+        b.stop(signal.SIGKILL)
+        started = time.monotonic()
+        assert await receive(x_on_a, within=PRESENCE_TTL * 3) == {
+            "type": "presence",
+            "users": ["xavier"],
+        }
+        elapsed = time.monotonic() - started
+        print(f"\nB killed -> Y gone from X's list on A: {elapsed:.2f} s (TTL {PRESENCE_TTL} s)")
+        assert elapsed < PRESENCE_TTL + PRESENCE_TTL / 3 + 1

@@ -1,0 +1,1 @@
+"""Benchmarks (`make bench`) and the soak (`make soak`): real servers under load."""

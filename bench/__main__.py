@@ -1,0 +1,332 @@
+"""
+`make bench`: what each consumer style, server and channel layer costs, measured side by side.
+
+Every server runs `bench.asgi:application` (the project plus bare references) pinned to one
+core; this process is the client, pinned to another. The project's per-connection rate limit is
+lifted through WS_LIMITS (the limiter still runs on every message). Results print as a table
+and go to docs/benchmarks.md, docs/benchmarks.png and artifacts/bench.json.
+
+    python -m bench                  # the full run (a few minutes)
+    python -m bench --seconds 1 --idle 200 --members 50 --rounds 5 --no-docs   # a quick look
+"""
+
+import argparse
+import json
+import os
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import uvloop
+
+from bench import load, profile, report, tax
+from tools import servers
+
+NO_RATE_LIMIT = {"echo": {"messages_per_second": 0}, "json": {"messages_per_second": 0}}
+TEXT = "x" * 32
+JSON_TEXT = '{"type":"echo","data":"abcdefg"}'  # 32 bytes too
+
+# (style, project path, bare Channels path, bare + NoDatabaseMixin path, payload)
+STYLES = [
+    ("raw sync", "/ws/sc/", "/bench/raw-sync/", None, TEXT),
+    ("raw async", "/ws/ac/", "/bench/raw-async/", "/bench/nodb/raw-async/", TEXT),
+    ("generic sync", "/ws/sc/generic/", "/bench/generic-sync/", None, TEXT),
+    (
+        "generic async",
+        "/ws/ac/generic/",
+        "/bench/generic-async/",
+        "/bench/nodb/generic-async/",
+        TEXT,
+    ),
+    ("json sync", "/ws/sc/json/", "/bench/json-sync/", None, JSON_TEXT),
+    ("json async", "/ws/ac/json/", "/bench/json-async/", "/bench/nodb/json-async/", JSON_TEXT),
+]
+APP = "bench.asgi:application"
+SERVER_CORE, CLIENT_CORE = load.cores()
+
+
+def arguments() -> argparse.Namespace:
+    """Command-line options; the defaults are what `make bench` measures."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[1])
+    parser.add_argument("--connections", type=int, default=50, help="echo concurrency")
+    parser.add_argument("--seconds", type=float, default=2.4, help="measured time per echo row")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved slices per row")
+    parser.add_argument("--warmup", type=float, default=0.3, help="unmeasured time per slice")
+    parser.add_argument("--idle", type=int, default=2000, help="idle sockets per server")
+    parser.add_argument("--members", default="100,1000", help="fan-out group sizes")
+    parser.add_argument("--rounds", type=int, default=20, help="broadcasts per group size")
+    parser.add_argument("--servers", default="daphne,uvicorn")
+    parser.add_argument("--sections", default="echo,connections,fanout,profile,tax")
+    parser.add_argument("--no-docs", action="store_true", help="print only; leave docs/ alone")
+    parser.add_argument("--daphne-args", default="", help="daphne's flags, as one string")
+    return parser.parse_args()
+
+
+def run(coroutine: Any) -> Any:
+    """Run one client section on a fresh uvloop event loop."""
+    return uvloop.run(coroutine)
+
+
+def start(
+    args: argparse.Namespace, server: str, env: dict[str, str], name: str | None = None
+) -> servers.ServerProcess:
+    """Start daphne (with `make run`'s flags) or uvicorn on the bench app, on the server core."""
+    if server == "daphne":
+        process = servers.start_daphne(
+            env,
+            extra_args=tuple(shlex.split(args.daphne_args)),
+            name=name or "bench-daphne",
+            app=APP,
+        )
+    else:
+        process = servers.start_uvicorn(env, app=APP, extra_args=("--log-level", "warning"))
+    load.pin(process.process.pid, SERVER_CORE)
+    return process
+
+
+@contextmanager
+def started(*processes: servers.ServerProcess) -> Iterator[None]:
+    """Stop every process when the block ends."""
+    try:
+        yield
+    finally:
+        for process in processes:
+            process.stop()
+
+
+def bench_env(**overrides: str) -> dict[str, str]:
+    """A server environment with the rate limit lifted."""
+    return servers.server_env(WS_LIMITS=json.dumps(NO_RATE_LIMIT), **overrides)
+
+
+def progress(text: str) -> None:
+    """One line on stderr, so a long run shows where it is."""
+    print(f"  {time.strftime('%H:%M:%S')} {text}", file=sys.stderr, flush=True)
+
+
+def echo_rows(
+    args: argparse.Namespace, server: str, entries: list[tuple[str, str, str, str]]
+) -> list[dict[str, Any]]:
+    """
+    Measure endpoints (kind, style, url, payload) in interleaved slices, A B C A B C..., so
+    that a burst of noise on the machine hits them alike; each row gets the median slice rate
+    and the percentiles of all its round trips.
+    """
+    slices: dict[int, list[load.EchoResult]] = {i: [] for i in range(len(entries))}
+    for _ in range(args.repeats):
+        for i, (kind, _style, url, payload) in enumerate(entries):
+            progress(f"echo {server:10} {kind:22} {url}")
+            slices[i].append(
+                run(
+                    load.echo_closed_loop(
+                        url, payload, args.connections, args.warmup, args.seconds / args.repeats
+                    )
+                )
+            )
+    rows = []
+    for i, (kind, style, url, _) in enumerate(entries):
+        results = slices[i]
+        latencies = [t for result in results for t in result.latencies]
+        rows.append(
+            {
+                "server": server,
+                "kind": kind,
+                "style": style,
+                "path": urlsplit(url).path or "/",
+                "rate": statistics.median(result.rate for result in results),
+                "p50_ms": 1000 * load.percentile(latencies, 50),
+                "p99_ms": 1000 * load.percentile(latencies, 99),
+                "client_cpu": statistics.mean(result.client_cpu for result in results),
+                "slices": [round(result.rate) for result in results],
+                "errors": sum(result.errors for result in results),
+            }
+        )
+    return rows
+
+
+def echo_section(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Echo throughput and latency: every style, project and bare, per server, with ceilings."""
+    rows = []
+    port = servers.free_port()
+    ceiling = servers.start_command(
+        "bench-wsecho", [sys.executable, "-m", "bench.wsecho", str(port)], port
+    )
+    load.pin(ceiling.process.pid, SERVER_CORE)
+    with started(ceiling):
+        rows += echo_rows(
+            args, "websockets", [("ceiling", "bare websockets", ceiling.ws_url, TEXT)]
+        )
+    for server in args.servers.split(","):
+        process = start(args, server, bench_env())
+        with started(process):
+            base = process.ws_url
+            rows += echo_rows(args, server, [("ceiling", "bare ASGI", f"{base}/bench/asgi/", TEXT)])
+            for style, project, bare, nodb, payload in STYLES:
+                entries = [
+                    ("bare Channels", style, base + bare, payload),
+                    ("project", style, base + project, payload),
+                ]
+                if nodb:
+                    entries.append(("bare + NoDatabaseMixin", style, base + nodb, payload))
+                rows += echo_rows(args, server, entries)
+    return rows
+
+
+def connections_section(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Idle sockets per server process: handshakes per second and memory per socket."""
+    rows = []
+    for server in args.servers.split(","):
+        for path in ("/ws/ac/generic/", "/ws/sc/generic/"):
+            # A fresh process each time: memory freed by the last run would hide the growth.
+            process = start(args, server, bench_env())
+            with started(process):
+                progress(f"idle {server:8} {args.idle} sockets on {path}")
+                result: load.ConnectResult = run(
+                    load.hold_idle(process.ws_url + path, args.idle, process.process.pid)
+                )
+                rows.append(
+                    {
+                        "server": server,
+                        "path": path,
+                        "sockets": result.sockets,
+                        "failed": result.failed,
+                        "per_second": result.per_second,
+                        "kib_per_socket": result.bytes_per_socket / 1024,
+                        "rss_before_mib": result.rss_before / 2**20,
+                        "rss_after_mib": result.rss_after / 2**20,
+                        "client_cpu": result.client_cpu,
+                    }
+                )
+    return rows
+
+
+def fanout_rows(
+    args: argparse.Namespace,
+    layer: str,
+    processes: list[servers.ServerProcess],
+    path: str = "/bench/fanout/",
+) -> list[dict[str, Any]]:
+    """Broadcasts from a socket on the first process to members spread over all of them."""
+    rows = []
+    for size in (int(n) for n in args.members.split(",")):
+        progress(f"fanout {layer:28} {size} members")
+        members = [f"{processes[i % len(processes)].ws_url}{path}?listen" for i in range(size)]
+        result: load.FanoutResult = run(
+            load.broadcast(processes[0].ws_url + path, members, args.rounds)
+        )
+        rows.append(
+            {
+                "layer": layer,
+                "processes": len(processes),
+                "members": size,
+                "rounds": args.rounds,
+                "p50_ms": 1000 * load.percentile(result.deliveries, 50),
+                "p99_ms": 1000 * load.percentile(result.deliveries, 99),
+                "last_p50_ms": 1000 * load.percentile(result.to_last, 50),
+                "missing": result.missing,
+                "client_cpu": result.client_cpu,
+            }
+        )
+    return rows
+
+
+def fanout_section(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """One lobby-style broadcast to N sockets, per channel layer, on daphne."""
+    rows = []
+    process = start(args, "daphne", bench_env())
+    with started(process):
+        rows += fanout_rows(args, "InMemoryChannelLayer", [process])
+        rows += fanout_rows(
+            args, "InMemoryChannelLayer + NoDatabaseMixin", [process], "/bench/fanout/nodb/"
+        )
+    redis = servers.start_redis()
+    load.pin(redis.process.pid, SERVER_CORE)
+    with started(redis):
+        url = f"redis://127.0.0.1:{redis.port}/0"
+        for layer, choice in (("RedisChannelLayer", "core"), ("RedisPubSubChannelLayer", "pubsub")):
+            env = bench_env(REDIS_URL=url, CHANNEL_LAYER=choice)
+            pair = [start(args, "daphne", env, name=f"bench-{choice}-a")]
+            with started(*pair):
+                pair.append(start(args, "daphne", env, name=f"bench-{choice}-b"))
+                with started(pair[1]):
+                    rows += fanout_rows(args, layer, pair)
+    return rows
+
+
+PROFILED = [
+    ("raw sync", "/bench/raw-sync/"),
+    ("raw async", "/bench/raw-async/"),
+    ("raw async + NoDatabaseMixin", "/bench/nodb/raw-async/"),
+]
+
+
+def profile_section(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """py-spy samples of daphne under echo load: where each style spends the server's time."""
+    rows = []
+    for style, path in PROFILED:
+        # A fresh process each time, so no thread is left over from the previous endpoint.
+        process = start(args, "daphne", bench_env())
+        with started(process), ThreadPoolExecutor(1) as spare:
+            progress(f"profile daphne {path}")
+            sampling = spare.submit(profile.wait_then_record, process.process.pid, 1.0, 3.0)
+            result: load.EchoResult = run(
+                load.echo_closed_loop(process.ws_url + path, TEXT, args.connections, 0.5, 4.5)
+            )
+            samples = sampling.result()
+            if isinstance(samples, str):
+                progress(f"profile skipped: {samples}")
+                return [{"style": style, "path": path, "skipped": samples}]
+            rows.append({"style": style, "path": path, "rate": result.rate,
+                         **profile.shares(samples)})  # fmt: skip
+    return rows
+
+
+SECTIONS: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {
+    "echo": echo_section,
+    "connections": connections_section,
+    "fanout": fanout_section,
+    "profile": profile_section,
+    "tax": lambda args: tax.measure(),
+}
+
+
+def main() -> None:
+    """Run the chosen sections, print the tables, write the docs."""
+    args = arguments()
+    os.chdir(servers.BASE_DIR)
+    load.pin(os.getpid(), CLIENT_CORE)
+    started_at = time.perf_counter()
+    results: dict[str, Any] = {"machine": report.machine(), "pinned": CLIENT_CORE is not None}
+    results["settings"] = {
+        "connections": args.connections,
+        "seconds": args.seconds,
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "payload_bytes": len(TEXT),
+        "ws_limits": NO_RATE_LIMIT,
+        "server_core": SERVER_CORE,
+        "client_core": CLIENT_CORE,
+    }
+    for name in args.sections.split(","):
+        results[name] = SECTIONS[name](args)
+    results["wall_seconds"] = time.perf_counter() - started_at
+    options = [a for a in sys.argv[1:] if not a.startswith("--daphne-args")]
+    results["command"] = "make bench" + (f' BENCH_ARGS="{" ".join(options)}"' if options else "")
+    results["daphne_args"] = args.daphne_args
+    text = report.tables(results)
+    print(text)
+    servers.ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (servers.ARTIFACTS / "bench.json").write_text(json.dumps(results, indent=1))
+    if not args.no_docs:
+        report.write_docs(results, text)
+        print("wrote docs/benchmarks.md and docs/benchmarks.png")
+
+
+if __name__ == "__main__":
+    main()

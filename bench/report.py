@@ -1,0 +1,377 @@
+"""
+Turning `make bench` results into the printed tables, docs/benchmarks.md and the chart.
+"""
+
+import os
+import platform
+import statistics
+import subprocess
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from tools import servers
+
+DOCS = servers.BASE_DIR / "docs"
+PACKAGES = ("Django", "channels", "daphne", "Twisted", "uvicorn", "uvloop", "websockets",
+            "channels-redis", "redis")  # fmt: skip
+SHORT_LAYER = {
+    "InMemoryChannelLayer": "memory",
+    "InMemoryChannelLayer + NoDatabaseMixin": "memory\n+ mixin",
+    "RedisChannelLayer": "redis",
+    "RedisPubSubChannelLayer": "pubsub",
+}
+SYNC_STYLES = ["raw sync", "generic sync", "json sync"]
+ASYNC_STYLES = ["raw async", "generic async", "json async"]
+TARGET = 0.90  # project endpoint / bare Channels consumer of the same style
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    try:
+        redis = subprocess.run(
+            [servers.find_binary("redis-server"), "--version"], capture_output=True, text=True
+        ).stdout.split()[2]
+    except (OSError, IndexError):
+        redis = "not found"
+    return {
+        "cores": os.cpu_count(),
+        "cpu": model,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "versions": {name: version(name) for name in PACKAGES} | {"redis-server": redis},
+    }
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table (also readable as plain text)."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def ratio(value: float, base: float | None) -> str:
+    """value/base as a percentage, or a dash."""
+    return f"{100 * value / base:.0f}%" if base else "-"
+
+
+def echo_table(results: dict[str, Any]) -> str:
+    """Every echo row, with its ratios to the bare Channels consumer and the two ceilings."""
+    rows = results["echo"]
+    websockets = next((r["rate"] for r in rows if r["server"] == "websockets"), None)
+    asgi = {r["server"]: r["rate"] for r in rows if r["style"] == "bare ASGI"}
+    out = []
+    for r in rows:
+        reference = same_dispatch(rows, r)
+        verdict = ""
+        if r["kind"] == "project" and reference:
+            verdict = " ok" if r["rate"] >= TARGET * reference else " UNDER 90%"
+        out.append(
+            [
+                r["server"],
+                r["style"],
+                r["kind"],
+                r["path"],
+                f"{r['rate']:,.0f}",
+                f"{r['p50_ms']:.2f}",
+                f"{r['p99_ms']:.2f}",
+                ratio(r["rate"], reference) + verdict,
+                ratio(r["rate"], asgi.get(r["server"])),
+                ratio(r["rate"], websockets),
+                f"{r['client_cpu']:.0f}%" + (" client-bound" if r["client_cpu"] >= 90 else ""),
+            ]
+        )
+    header = ["server", "style", "consumer", "path", "round trips/s", "p50 ms", "p99 ms",
+              "÷ bare Channels", "÷ bare ASGI", "÷ websockets", "client CPU"]  # fmt: skip
+    note = (
+        "÷ bare Channels: a project endpoint against the bare consumer of its style that "
+        "dispatches the same way (the async endpoints use `NoDatabaseMixin`, so they are "
+        "compared with the bare one that does too: what remains is the showcase's own tax; "
+        "target ≥ 90%); a bare consumer with the mixin against the stock one (the gain). "
+        "A row marked client-bound had the client's core busy: its server could do more."
+    )
+    return note + "\n\n" + table(header, out)
+
+
+def same_dispatch(rows: list[dict[str, Any]], row: dict[str, Any]) -> float | None:
+    """The rate a row is judged against: see the note under the echo table."""
+    if row["kind"] not in ("project", "bare + NoDatabaseMixin"):
+        return None
+    wanted = ["bare Channels"]
+    if row["kind"] == "project" and row["style"].endswith("async"):
+        wanted.insert(0, "bare + NoDatabaseMixin")
+    for kind in wanted:
+        for r in rows:
+            if (r["server"], r["style"], r["kind"]) == (row["server"], row["style"], kind):
+                return r["rate"]
+    return None
+
+
+def optimisation_table(results: dict[str, Any]) -> str:
+    """Bare async consumers with and without NoDatabaseMixin, side by side."""
+    rows = results["echo"]
+    index = {(r["server"], r["style"], r["kind"]): r for r in rows}
+    out = []
+    for (server, style, kind), r in index.items():
+        if kind != "bare + NoDatabaseMixin":
+            continue
+        before = index[(server, style, "bare Channels")]
+        project = index.get((server, style, "project"))
+        out.append(
+            [
+                server,
+                style,
+                f"{before['rate']:,.0f}",
+                f"{r['rate']:,.0f}",
+                f"{100 * (r['rate'] / before['rate'] - 1):+.0f}%",
+                f"{before['p50_ms']:.2f} → {r['p50_ms']:.2f}",
+                f"{project['rate']:,.0f}" if project else "-",
+            ]
+        )
+    header = ["server", "style", "stock rt/s", "with mixin rt/s", "gain", "p50 ms",
+              "project endpoint rt/s"]  # fmt: skip
+    return table(header, out)
+
+
+def connections_table(results: dict[str, Any]) -> str:
+    """Idle sockets, memory per socket and handshake rate."""
+    out = [
+        [
+            r["server"],
+            r["path"],
+            f"{r['sockets']:,} of {r['sockets'] + r['failed']:,}",
+            f"{r['per_second']:,.0f}",
+            f"{r['kib_per_socket']:.1f}",
+            f"{r['rss_before_mib']:.0f} → {r['rss_after_mib']:.0f}",
+            f"{r['client_cpu']:.0f}%",
+        ]
+        for r in results["connections"]
+    ]
+    header = ["server", "path", "idle sockets held", "new connections/s", "KiB per socket",
+              "server RSS MiB", "client CPU"]  # fmt: skip
+    return table(header, out)
+
+
+def fanout_table(results: dict[str, Any]) -> str:
+    """Broadcast delivery latency per layer and group size."""
+    out = [
+        [
+            r["layer"],
+            str(r["processes"]),
+            f"{r['members']:,}",
+            str(r["rounds"]),
+            f"{r['p50_ms']:.1f}",
+            f"{r['p99_ms']:.1f}",
+            f"{r['last_p50_ms']:.1f}",
+            str(r["missing"]),
+            f"{r['client_cpu']:.0f}%",
+        ]
+        for r in results["fanout"]
+    ]
+    header = ["channel layer", "server processes", "members", "broadcasts", "delivery p50 ms",
+              "delivery p99 ms", "to last member p50 ms", "missing", "client CPU"]  # fmt: skip
+    return table(header, out)
+
+
+def profile_table(results: dict[str, Any]) -> str:
+    """Shares of the server's samples per bucket, per endpoint."""
+    rows = results["profile"]
+    if rows and "skipped" in rows[0]:
+        return f"Skipped: {rows[0]['skipped']}."
+    buckets = ["thread crossings", "on the worker thread", "database cleanup",
+               "WebSocket framing", "idle"]  # fmt: skip
+    out = [
+        [r["style"], r["path"], f"{r['rate']:,.0f}", f"{r['samples']:,}"]
+        + [f"{r[b]:.0f}%" for b in buckets]
+        for r in rows
+    ]
+    header = ["consumer", "path", "round trips/s (sampled)", "samples", "asgiref thread crossings",
+              "on the worker thread", "close_old_connections", "WebSocket framing",
+              "idle (of all samples)"]  # fmt: skip
+    note = (
+        "Share of daphne's busy samples (threads not blocked in epoll or waiting for work) "
+        "whose stack is in each place; a sample can be in several. py-spy pauses the server "
+        "to sample it, so these rates are lower than in the echo table."
+    )
+    return note + "\n\n" + table(header, out)
+
+
+def summary(results: dict[str, Any]) -> str:
+    """The run's headline ratios, in sentences."""
+    lines = []
+    echo = results.get("echo", [])
+    rate = {(r["server"], r["style"], r["kind"]): r["rate"] for r in echo}
+    websockets = rate.get(("websockets", "bare websockets", "ceiling"))
+    for server in dict.fromkeys(r["server"] for r in echo if r["server"] != "websockets"):
+        asgi = rate.get((server, "bare ASGI", "ceiling"))
+        sync = statistics.median(rate[(server, s, "bare Channels")] for s in SYNC_STYLES)
+        stock = statistics.median(rate[(server, s, "bare Channels")] for s in ASYNC_STYLES)
+        lean = statistics.median(rate[(server, s, "bare + NoDatabaseMixin")] for s in ASYNC_STYLES)
+        project = [
+            r["rate"] / same_dispatch(echo, r)
+            for r in echo
+            if r["server"] == server and r["kind"] == "project"
+        ]
+        met = sum(r >= TARGET for r in project)
+        lines.append(
+            f"- {server}: stock async consumers {stock / sync:.1f} times the sync ones; with "
+            f"`NoDatabaseMixin` {lean / sync:.1f} times ({lean / stock - 1:+.0%} over stock "
+            "async). "
+            f"Medians over the three styles: sync {sync:,.0f}, async {stock:,.0f}, async with "
+            f"the mixin {lean:,.0f} round trips/s, against {asgi:,.0f} for a bare ASGI echo "
+            f"({asgi / websockets:.0%} of bare `websockets`). Project endpoints: {met} of 6 at "
+            f"≥ 90% of the bare consumer that dispatches alike (lowest {min(project):.0%})."
+        )
+    for r in results.get("connections", []):
+        lines.append(
+            f"- {r['server']} {r['path']}: {r['sockets']:,} idle sockets, "
+            f"{r['kib_per_socket']:.0f} KiB each, {r['per_second']:,.0f} new connections/s."
+        )
+    for r in results.get("fanout", []):
+        if r["members"] == max(f["members"] for f in results["fanout"]):
+            lines.append(
+                f"- {r['layer']}, {r['processes']} process(es): a broadcast reaches "
+                f"{r['members']:,} sockets in {r['last_p50_ms']:.0f} ms (median; per-socket "
+                f"p50 {r['p50_ms']:.0f} ms, p99 {r['p99_ms']:.0f} ms)."
+            )
+    return "\n".join(lines)
+
+
+def tables(results: dict[str, Any]) -> str:
+    """Every table the run has data for, with headings."""
+    s = results["settings"]
+    parts = [
+        f"Echo: {s['connections']} connections, {s['payload_bytes']}-byte text, closed loop, "
+        f"{s['seconds']:g} s measured per row, in {s['repeats']} slices interleaved with the "
+        f"other rows of its style (each after {s['warmup']:g} s of warm-up; the rate is the "
+        "median slice, the percentiles are over every round trip). Servers run with "
+        f"WS_LIMITS='{_json(s['ws_limits'])}' (rate limit lifted; the limiter still runs). "
+        f"Server pinned to core {s['server_core']}, client to core {s['client_core']}.",
+    ]
+    if results.get("echo") and all(k in results for k in ("connections", "fanout")):
+        parts += ["## In short", summary(results)]
+    if "echo" in results:
+        parts += ["## Echo round trips", echo_table(results)]
+        if any(r["kind"] == "bare + NoDatabaseMixin" for r in results["echo"]):
+            parts += ["## Optimisation: async dispatch without the database hop",
+                      optimisation_table(results)]  # fmt: skip
+    if "connections" in results:
+        parts += ["## Idle connections", connections_table(results)]
+    if "fanout" in results:
+        parts += ["## Fan-out (group_send to N sockets, daphne)", fanout_table(results)]
+    if "profile" in results:
+        parts += ["## Where the server's time goes (py-spy, daphne, raw echo)",
+                  profile_table(results)]  # fmt: skip
+    if "tax" in results:
+        parts += [
+            "## The project's own layers, per message (in-process timing)",
+            "Not timed: `JournalMiddleware`, which passes a connection that did not opt in"
+            " straight to the router at connect and is not on its message path at all.\n\n"
+            + table(["layer", "µs per message"],
+                    [[r["layer"], f"{r['us']:.2f}"] for r in results["tax"]]),
+        ]  # fmt: skip
+    parts.append(f"Wall time: {results['wall_seconds']:.0f} s.")
+    return "\n\n".join(parts)
+
+
+def _json(value: Any) -> str:
+    import json
+
+    return json.dumps(value, separators=(", ", ": "))
+
+
+def chart(results: dict[str, Any], path: Path) -> None:
+    """Echo rates per server (with ceilings) and fan-out latency, in one PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    echo = results.get("echo", [])
+    server_names = [s for s in dict.fromkeys(r["server"] for r in echo) if s != "websockets"]
+    panels = len(server_names) + (1 if results.get("fanout") else 0)
+    fig, axes = plt.subplots(1, max(panels, 1), figsize=(6.5 * max(panels, 1), 5.5), squeeze=False)
+    websockets = next((r["rate"] for r in echo if r["server"] == "websockets"), None)
+    kinds = [("bare Channels", "#9aa5b1"), ("project", "#2f6fb0"),
+             ("bare + NoDatabaseMixin", "#e08a1e")]  # fmt: skip
+    for ax, server in zip(axes[0], server_names, strict=False):
+        styles = [s for s in dict.fromkeys(r["style"] for r in echo if r["server"] == server)
+                  if s != "bare ASGI"]  # fmt: skip
+        height = 0.8 / len(kinds)
+        for k, (kind, colour) in enumerate(kinds):
+            values = {r["style"]: r["rate"] for r in echo
+                      if r["server"] == server and r["kind"] == kind}  # fmt: skip
+            ys = [i + k * height for i, s in enumerate(styles) if s in values]
+            ax.barh(ys, [values[s] for s in styles if s in values], height, label=kind,
+                    color=colour)  # fmt: skip
+        asgi = next((r["rate"] for r in echo if r["server"] == server and r["kind"] == "ceiling"),
+                    None)  # fmt: skip
+        if asgi:
+            ax.axvline(asgi, color="#2a9d55", linestyle="--", label=f"bare ASGI ({asgi:,.0f})")
+        if websockets:
+            ax.axvline(websockets, color="#b03030", linestyle=":",
+                       label=f"bare websockets ({websockets:,.0f})")  # fmt: skip
+        ax.set_yticks([i + 0.4 - height / 2 for i in range(len(styles))], styles)
+        ax.invert_yaxis()
+        ax.set_xlabel("echo round trips per second (higher is better)")
+        ax.set_title(f"{server}: {results['settings']['connections']} connections, 32 B text")
+        ax.legend(fontsize=8, loc="best")
+    if results.get("fanout"):
+        ax = axes[0][-1]
+        rows = results["fanout"]
+        labels = [f"{SHORT_LAYER.get(r['layer'], r['layer'])}\nN={r['members']:,}" for r in rows]
+        xs = range(len(rows))
+        ax.bar([x - 0.2 for x in xs], [r["p50_ms"] for r in rows], 0.4, label="p50",
+               color="#2f6fb0")  # fmt: skip
+        ax.bar([x + 0.2 for x in xs], [r["p99_ms"] for r in rows], 0.4, label="p99",
+               color="#e08a1e")  # fmt: skip
+        ax.set_xticks(list(xs), labels, fontsize=7)
+        ax.set_yscale("log")
+        ax.set_ylabel("broadcast delivery latency, ms (log; lower is better)")
+        ax.set_title("fan-out: one group_send to N sockets (daphne)")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_docs(results: dict[str, Any], text: str) -> None:
+    """docs/benchmarks.md (tables, machine, command) and docs/benchmarks.png."""
+    DOCS.mkdir(exist_ok=True)
+    chart(results, DOCS / "benchmarks.png")
+    m = results["machine"]
+    versions = ", ".join(f"{name} {v}" for name, v in m["versions"].items())
+    doc = f"""# Benchmarks
+
+What each consumer style, server and channel layer costs on one machine, measured in one run
+with the ceilings beside them, so the ratios hold even where the absolute figures do not.
+Reproduce with `{results["command"]}` (it starts and stops every server itself; this run
+took {results["wall_seconds"]:.0f} s; the code is in `bench/`).
+
+- Machine: {m["cores"]} cores, {m["cpu"]}, {m["os"]}, Python {m["python"]}.
+- Versions: {versions}.
+- Method: every server serves `bench.asgi:application`: the project's own routes (`/ws/...`,
+  with origin check, auth, journal and limiter) plus bare references without middleware
+  (`/bench/...`): a plain ASGI echo, minimal Channels consumers of each style, the same with
+  `apps.core.consumers.NoDatabaseMixin`, and a fan-out consumer. One `websockets` echo server
+  is the ceiling no ASGI server can beat. Daphne runs with the flags of `make run`
+  (`{results.get("daphne_args") or "its defaults"}`), uvicorn with its defaults (uvloop,
+  httptools, the websockets sans-I/O protocol). The client is one uvloop process using the
+  `websockets` client, without compression; its CPU is in every table (100% would mean the
+  client, not the server, was the limit).
+
+![Echo round trips per consumer style and server, and fan-out latency](benchmarks.png)
+
+{text}
+"""
+    (DOCS / "benchmarks.md").write_text(doc)

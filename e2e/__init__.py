@@ -1,0 +1,1 @@
+"""Browser tests: real Chromium, real daphne, the real WebSocket API."""

@@ -1,0 +1,236 @@
+"""
+The browser suite's harness: real daphne processes on the pytest-django test database, a real
+redis-server where the channel layer matters, one Chromium per session, a fresh context per
+test, and artefacts kept for every failure.
+
+Run it on its own (`pytest e2e`): sync Playwright and pytest-asyncio break each other in one
+process (playwright-pytest#167).
+"""
+
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from playwright.sync_api import BrowserContext, Playwright
+
+from e2e import artifacts
+from tools.servers import ServerProcess, server_env, start_daphne, start_uvicorn
+
+# Sync Playwright keeps an event loop running on this thread, and Django then refuses ORM
+# calls here (pytest-django's DB set-up included). Allowed in this process only: server_env()
+# removes the variable from every server, where it would hide real sync-in-async bugs.
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+# Where a system Chromium lives when Playwright's own browsers are not installed. The Debian
+# path is the real binary; /usr/bin/chromium is a shell wrapper that adds flags.
+SYSTEM_CHROMIUMS = (
+    "/usr/lib/chromium/chromium",
+    "/usr/lib/chromium-browser/chromium-browser",
+    "chromium",
+    "chromium-browser",
+    "google-chrome",
+)
+
+TIMEOUT_MS = 10_000
+
+ARTIFACTS_KEY = pytest.StashKey[artifacts.FailureArtifacts]()
+FAILURES_KEY = pytest.StashKey[list[tuple[str, list[Path]]]]()
+
+
+# ---------------------------------------------------------------------------- the database
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """
+    Every test with a server needs the test database, whether or not it touches it itself:
+    pytest-django creates it only for tests that ask. `transaction=True`, because the server
+    process commits its own writes (sessions, users), which a flush after each test removes
+    and a rollback in this process would not. A test's own django_db marker wins.
+    """
+    for item in items:
+        uses_server = "daphne_env" in getattr(item, "fixturenames", ())
+        if uses_server and item.get_closest_marker("django_db") is None:
+            item.add_marker(pytest.mark.django_db(transaction=True))
+
+
+# ---------------------------------------------------------------------------- the browser
+
+
+def system_chromium(playwright: Playwright) -> str | None:
+    """
+    The Chromium to launch instead of Playwright's own, or None to use Playwright's own.
+
+    SHOWCASE_CHROMIUM names a binary explicitly. Otherwise Playwright's own Chromium wins
+    when `playwright install chromium` put it there; only without it do we look for a system
+    one (Debian's, here, where Playwright cannot download browsers).
+    """
+    if chosen := os.environ.get("SHOWCASE_CHROMIUM"):
+        return chosen
+    if Path(playwright.chromium.executable_path).exists():
+        return None
+    for candidate in SYSTEM_CHROMIUMS:
+        found = shutil.which(candidate)
+        if found:
+            return found
+    pytest.fail(
+        "No Chromium: run `make system-deps` (Debian's chromium) or "
+        "`.venv/bin/playwright install chromium`, or set SHOWCASE_CHROMIUM=/path/to/chromium.",
+        pytrace=False,
+    )
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(
+    browser_type_launch_args: dict[str, Any], playwright: Playwright, browser_name: str
+) -> dict[str, Any]:
+    """pytest-playwright's launch options, plus a system Chromium where one is needed."""
+    args = dict(browser_type_launch_args)
+    chosen_by_user = "channel" in args or "executable_path" in args
+    if browser_name == "chromium" and not chosen_by_user and (found := system_chromium(playwright)):
+        args["executable_path"] = found
+    return args
+
+
+# ---------------------------------------------------------------------------- the servers
+
+
+@pytest.fixture(scope="session")
+def daphne_env(django_db_setup: None) -> dict[str, str]:
+    """
+    The environment of every server the suite starts: the test database pytest-django has
+    just created (a file: TEST_DATABASE_PATH), the fast password hasher, DEBUG off, and
+    nothing of this process's test-only variables.
+    """
+    database = settings.DATABASES["default"]
+    if str(database["NAME"]) != str(database["TEST"]["NAME"]):
+        # Never let a browser test's server write to the developer's database.
+        raise RuntimeError(f"the test database was not set up; NAME is {database['NAME']}")
+    return server_env(
+        DATABASE_PATH=str(database["NAME"]),
+        FAST_PASSWORD_HASHER="1",
+        DEBUG="0",
+    )
+
+
+def _start(env: dict[str, str], **kwargs: Any) -> ServerProcess:
+    return artifacts.register(start_daphne(env, **kwargs))
+
+
+def _stop(server: ServerProcess) -> None:
+    server.stop()
+    artifacts.unregister(server)
+
+
+@pytest.fixture(scope="session")
+def daphne_server(daphne_env: dict[str, str]) -> Iterator[ServerProcess]:
+    """One daphne for the session, with the in-memory channel layer (like `make run`)."""
+    server = _start(daphne_env)
+    yield server
+    _stop(server)
+
+
+@pytest.fixture(scope="session")
+def base_url(daphne_server: ServerProcess) -> str:
+    """Lets tests say `page.goto("/sync/")`."""
+    return daphne_server.http_url
+
+
+@pytest.fixture(scope="session")
+def uvicorn_server(daphne_env: dict[str, str]) -> Iterator[ServerProcess]:
+    """The same application on uvicorn, for what the browser sees differently there."""
+    server = artifacts.register(start_uvicorn(daphne_env))
+    yield server
+    _stop(server)
+
+
+@pytest.fixture(scope="session")
+def daphne_pair(daphne_env: dict[str, str], redis_url: str) -> Iterator[list[ServerProcess]]:
+    """
+    Two daphne processes on one redis-server (channels-redis) and one test database: what
+    one socket sends through the channel layer, a socket on the other process receives.
+    Their pages are at `daphne_pair[0].http_url` and `daphne_pair[1].http_url`.
+    """
+    env = {**daphne_env, "REDIS_URL": redis_url}
+    with ThreadPoolExecutor(2) as pool:
+        servers = list(pool.map(lambda n: _start(env, name=f"daphne-pair{n}"), (1, 2)))
+    yield servers
+    for server in servers:
+        _stop(server)
+
+
+@pytest.fixture
+def start_server(
+    daphne_env: dict[str, str], request: pytest.FixtureRequest
+) -> Iterator[Callable[..., ServerProcess]]:
+    """
+    Start a daphne of this test's own (`start_server(port=..., name=..., env=...)`), for
+    tests that stop or restart a server; every one still running is stopped afterwards.
+    """
+    started: list[ServerProcess] = []
+
+    def start(
+        port: int | None = None, name: str = "daphne-own", env: dict[str, str] | None = None
+    ) -> ServerProcess:
+        server = _start({**daphne_env, **(env or {})}, port=port, name=name)
+        started.append(server)
+        if recorder := request.node.stash.get(ARTIFACTS_KEY, None):
+            recorder.see_server(server)
+        return server
+
+    yield start
+    for server in started:
+        _stop(server)
+
+
+# ---------------------------------------------------------------------------- pages
+
+
+@pytest.fixture
+def new_context(
+    new_context: Callable[..., BrowserContext], request: pytest.FixtureRequest
+) -> Callable[..., BrowserContext]:
+    """pytest-playwright's context factory, with every context watched for the artefacts."""
+    recorder = artifacts.FailureArtifacts(request.node.nodeid)
+    request.node.stash[ARTIFACTS_KEY] = recorder
+
+    def make(**kwargs: Any) -> BrowserContext:
+        context = new_context(**kwargs)
+        # Everything here answers within milliseconds; fail in seconds, not Playwright's 30.
+        context.set_default_timeout(TIMEOUT_MS)
+        recorder.watch(context)
+        return context
+
+    return make
+
+
+# ---------------------------------------------------------------------------- failures
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """On a test's first failure, save its artefacts while its pages are still open."""
+    outcome = yield
+    report = outcome.get_result()
+    recorder = item.stash.get(ARTIFACTS_KEY, None)
+    if not report.failed or recorder is None or recorder.saved:
+        return
+    written = recorder.save()
+    item.config.stash.setdefault(FAILURES_KEY, []).append((item.nodeid, written))
+    report.sections.append(("e2e artefacts", "\n".join(str(path) for path in written)))
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """List where each failed browser test left its artefacts."""
+    failures = config.stash.get(FAILURES_KEY, [])
+    if not failures:
+        return
+    terminalreporter.section("browser test artefacts")
+    for nodeid, written in failures:
+        terminalreporter.write_line(nodeid)
+        for path in written:
+            terminalreporter.write_line(f"    {path}")

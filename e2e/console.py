@@ -1,0 +1,155 @@
+"""
+Drive the socket console (static/js/console.js) from a test and read what its JavaScript saw.
+
+Tests assert on `window.socketConsoles[0]`: its `records` (every event and call, with the
+`via` list saying whether the `on<type>` property, addEventListener or both fired), its
+`readyStates` and its live `ws`, rather than on the text the page renders.
+"""
+
+from typing import Any
+
+from playwright.sync_api import Page
+
+Record = dict[str, Any]
+
+
+class Console:
+    """The socket console on one page."""
+
+    def __init__(self, page: Page) -> None:
+        self.page = page
+        self.root = page.locator("[data-socket-console]")
+
+    @classmethod
+    def open(cls, page: Page, path: str) -> "Console":
+        """Load a demo page and wait until its console script has started."""
+        # console.js is deferred: it has run by DOMContentLoaded, no need to wait for "load".
+        page.goto(path, wait_until="domcontentloaded")
+        page.wait_for_function("() => (window.socketConsoles || []).length > 0")
+        return cls(page)
+
+    # ------------------------------------------------------------------ talking to the page
+
+    def run(self, source: str, arg: Any = None) -> Any:
+        """Run the JavaScript function `source`, `(c, arg) => ...`, on the console."""
+        return self.page.evaluate(f"(arg) => ({source})(window.socketConsoles[0], arg)", arg)
+
+    def records(self, kind: str | None = None, since: int = 0) -> list[Record]:
+        """The console's records (of one kind), from index `since` on."""
+        records = self.run("(c) => c.records")[since:]
+        return [r for r in records if kind is None or r["kind"] == kind]
+
+    def mark(self) -> int:
+        """The number of records so far: pass it as `since` to look only at what follows."""
+        return self.run("(c) => c.records.length")
+
+    def wait_for(
+        self, kind: str, since: int = 0, count: int = 1, where: str = "true", timeout: float = 5000
+    ) -> list[Record]:
+        """
+        Wait until `count` records of `kind` (matching the JavaScript condition `where` on
+        `r`) exist after `since`, and return them.
+        """
+        source = (
+            "([kind, since, count]) => {"
+            "  const found = window.socketConsoles[0].records.slice(since)"
+            f"    .filter((r) => r.kind === kind && ({where}));"
+            "  return found.length >= count ? found : null;"
+            "}"
+        )
+        handle = self.page.wait_for_function(source, arg=[kind, since, count], timeout=timeout)
+        return handle.json_value()
+
+    def ws(self, attribute: str) -> Any:
+        """An attribute of the console's current WebSocket (readyState, protocol, ...)."""
+        return self.run("(c, name) => c.ws[name]", attribute)
+
+    def ready_states(self) -> list[int]:
+        """readyState as the console sampled it at each step of the current socket."""
+        return self.run("(c) => c.readyStates")
+
+    # ------------------------------------------------------------------ actions
+
+    def connect(
+        self,
+        endpoint: str,
+        *,
+        subprotocol: bool = True,
+        journal: bool = False,
+        reconnect: bool = True,
+        binary_type: str = "blob",
+        wait: str | None = "open",
+    ) -> Record | None:
+        """
+        Set the console's controls, press Connect, and wait for the record `wait`.
+
+        The controls are set in one step (a round trip each would add up over the suite);
+        the page's smoke tests find them by their labels, and Connect is a real click.
+        """
+        self.page.evaluate(
+            """([endpoint, subprotocol, journal, reconnect, binaryType]) => {
+                const root = window.socketConsoles[0].root;
+                const set = (name, prop, value) => {
+                    const control = root.querySelector(`[data-${name}]`);
+                    control[prop] = value;
+                    if (control[prop] !== value) throw new Error(`${name}: no option ${value}`);
+                    control.dispatchEvent(new Event("change", { bubbles: true }));
+                };
+                set("endpoint", "value", endpoint);
+                set("subprotocol", "checked", subprotocol);
+                set("journal", "checked", journal);
+                set("reconnect", "checked", reconnect);
+                set("binary-type", "value", binaryType);
+            }""",
+            [endpoint, subprotocol, journal, reconnect, binary_type],
+        )
+        since = self.mark()
+        self.root.get_by_role("button", name="Connect", exact=True).click()
+        if wait is None:
+            return None
+        return self.wait_for(wait, since)[0]
+
+    def send_text(self, text: str) -> Record:
+        """`ws.send(text)` through the console; returns the console's `call` or `threw` record."""
+        return self.run("(c, text) => { c.sendText(text); return c.records.at(-1); }", text)
+
+    def send_bytes(self, data: bytes, as_: str) -> Record:
+        """`ws.send(Blob)` or `ws.send(ArrayBuffer)` with exactly these bytes."""
+        return self.run(
+            "(c, [bytes, as]) => {"
+            "  c.sendBytes(new Uint8Array(bytes), as); return c.records.at(-1);"
+            "}",
+            [list(data), as_],
+        )
+
+    def send_json(self, value: Any) -> Record:
+        """Send a value as JSON text."""
+        return self.run("(c, value) => { c.sendJSON(value); return c.records.at(-1); }", value)
+
+    def close(self, *args: Any) -> Record:
+        """`ws.close(...args)` through the console; returns its `call` or `threw` record."""
+        return self.run("(c, args) => { c.close(...args); return c.records.at(-1); }", list(args))
+
+    def echo(self, text: str) -> Record:
+        """Send text and return the message record that answers it."""
+        since = self.mark()
+        self.send_text(text)
+        return self.wait_for("message", since)[0]
+
+    def journal_until(self, event_type: str, timeout: float = 5000) -> list[Record]:
+        """
+        The server-side ASGI events of the current socket (connected with `journal=True`),
+        once `event_type` is among them, read from the same feed the journal panel shows.
+        """
+        handle = self.page.wait_for_function(
+            """async (type) => {
+                const id = window.socketConsoles[0].journalId;
+                const response = await fetch(`/journal/${id}/`);
+                const { events } = await response.json();
+                return events.some((e) => e.type === type) ? events : null;
+            }""",
+            arg=event_type,
+            polling=50,
+            timeout=timeout,
+        )
+        return handle.json_value()

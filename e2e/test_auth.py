@@ -1,0 +1,200 @@
+"""
+The /auth/ page in Chromium against real daphne: log in through the form, the lobby's hello,
+presence and chat between two browsers, logout closing the user's other tab with 4401, and
+what an anonymous socket gets (4401 after open; 1006 from the strict endpoint's refusal).
+"""
+
+import json
+import re
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+import pytest
+from django.contrib.auth import get_user_model
+from playwright.sync_api import BrowserContext, Page, expect
+
+from e2e.console import Console, Record
+from tools.servers import ServerProcess
+
+# The server processes must see the users this test creates.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+PASSWORD = "a long demo passphrase"
+IS_HELLO = "r.dataType === 'string' && JSON.parse(r.text).type === 'hello'"
+
+
+@pytest.fixture
+def users() -> None:
+    for name in ("alice", "bob"):
+        get_user_model().objects.create_user(name, password=PASSWORD)
+
+
+def log_in(page: Page, username: str, base: str = "") -> Console:
+    """Log in through the login form, land on /auth/, and wait for the lobby's hello."""
+    page.goto(f"{base}/accounts/login/?next=/auth/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(re.compile(r"/auth/$"))
+    return open_lobby(page)
+
+
+def open_lobby(page: Page, url: str | None = None) -> Console:
+    """The lobby page, once its socket said hello (lobby.js connects by itself)."""
+    if url:
+        page.goto(url)
+    page.wait_for_function("() => (window.socketConsoles || []).length > 0")
+    console = Console(page)
+    console.wait_for("message", where=IS_HELLO)
+    return console
+
+
+def messages(console: Console, type_: str, since: int = 0) -> list[dict]:
+    """The JSON envelopes of one type the page's socket received."""
+    found = [json.loads(r["text"]) for r in console.records("message", since)]
+    return [m for m in found if m["type"] == type_]
+
+
+def online(page: Page) -> list[str]:
+    return page.locator("[data-online] li").evaluate_all(
+        "(items) => items.map(i => i.dataset.user)"
+    )
+
+
+def expect_online(page: Page, users: list[str]) -> None:
+    locator = page.locator("[data-online] li")
+    expect(locator).to_have_count(len(users))
+    assert online(page) == users
+
+
+def test_log_in_through_the_page_then_hello_and_presence(page: Page, users: None) -> None:
+    console = log_in(page, "alice")
+    hello = messages(console, "hello")[0]
+    assert hello["user"] == "alice"
+    expect(page.get_by_role("navigation", name="Main")).to_contain_text("signed in as alice")
+    expect(page.locator("[data-lobby-status]")).to_contain_text("connected as alice")
+    expect_online(page, ["alice"])
+    # The socket opened on the lobby endpoint and was not closed.
+    assert urlsplit(console.ws("url")).path == "/ws/auth/"
+    assert console.ws("readyState") == 1
+    assert console.records("close") == []
+
+
+def test_two_browsers_chat_and_see_each_other(
+    new_context: Callable[..., BrowserContext], users: None
+) -> None:
+    alice_page = new_context().new_page()
+    bob_page = new_context().new_page()
+    alice = log_in(alice_page, "alice")
+    bob = log_in(bob_page, "bob")
+    expect_online(alice_page, ["alice", "bob"])
+    expect_online(bob_page, ["alice", "bob"])
+
+    since = bob.mark()
+    alice_page.get_by_role("textbox", name="Message").fill("hi bob <b>not bold</b>")
+    alice_page.get_by_role("button", name="Send", exact=True).click()
+    said = bob.wait_for("message", since, where="JSON.parse(r.text).type === 'chat'")[0]
+    assert json.loads(said["text"])["user"] == "alice"
+    line = bob_page.locator("[data-chat-log] li").last
+    expect(line).to_contain_text("alice: hi bob <b>not bold</b>")  # text, never markup
+    assert line.locator("b").count() == 0
+
+    since = alice.mark()
+    bob.send_json({"type": "chat", "text": "hello alice", "user": "alice"})
+    said = alice.wait_for("message", since, where="JSON.parse(r.text).type === 'chat'")[0]
+    assert json.loads(said["text"])["user"] == "bob"  # the server names the sender
+
+    bob_page.close()
+    alice.wait_for("message", since, where="JSON.parse(r.text).type === 'presence'")
+    expect_online(alice_page, ["alice"])
+
+
+def test_logout_in_one_tab_closes_the_socket_in_the_other_tab(
+    new_context: Callable[..., BrowserContext], users: None
+) -> None:
+    alice_context = new_context()
+    tab1 = alice_context.new_page()
+    log_in(tab1, "alice")
+    tab2 = alice_context.new_page()
+    other_tab = open_lobby(tab2, tab1.url)
+    bob_page = new_context().new_page()
+    bob = log_in(bob_page, "bob")
+    expect_online(tab2, ["alice", "bob"])
+
+    since = other_tab.mark()
+    bob_since = bob.mark()
+    tab1.get_by_role("button", name="Log out").click()
+    expect(tab1.locator("[data-lobby-anonymous]")).to_be_visible()
+
+    close = other_tab.wait_for("close", since)[0]
+    assert close["code"] == 4401
+    assert close["reason"] == ""  # daphne does not send close reasons (daphne#374)
+    assert other_tab.records("reconnecting", since) == []  # 4401 is final, not a server loss
+    expect(tab2.locator("[data-lobby-status]")).to_contain_text("4401")
+    expect(tab2.get_by_role("textbox", name="Message")).to_be_disabled()
+
+    # Bob's socket is untouched: it only hears that alice left.
+    bob.wait_for("message", bob_since, where="JSON.parse(r.text).type === 'presence'")
+    expect_online(bob_page, ["bob"])
+    assert bob.records("close") == []
+
+
+def test_anonymous_socket_gets_4401_and_strict_gets_1006(page: Page) -> None:
+    page.goto("/auth/")
+    page.wait_for_function("() => (window.socketConsoles || []).length > 0")
+    console = Console(page)
+    anonymous = page.locator("[data-lobby-anonymous]")
+    expect(anonymous.get_by_role("link", name="Log in")).to_have_attribute(
+        "href", "/accounts/login/?next=/auth/"
+    )
+
+    since = console.mark()
+    anonymous.get_by_role("button", name="Connect to /ws/auth/", exact=True).click()
+    close = console.wait_for("close", since)[0]
+    kinds = [r["kind"] for r in console.records(since=since)]
+    assert kinds[kinds.index("open") :] == ["open", "close"]  # accepted, then closed
+    # The application's code arrives; its reason does not (daphne#374), and daphne's reset
+    # after the closing handshake makes Chromium report wasClean false.
+    assert (close["code"], close["reason"], close["wasClean"]) == (4401, "", False)
+    expect(anonymous.locator("[data-try-result]")).to_contain_text("code 4401")
+    # The consumer did send a reason: the journal of its ASGI events shows it.
+    events = console.journal_until("websocket.disconnect")
+    sent = [(e["code"], e["reason"]) for e in events if e["type"] == "websocket.close"]
+    assert sent == [(4401, "log in first: this socket has no user")]
+
+    since = console.mark()
+    anonymous.get_by_role("button", name="Connect to /ws/auth/strict/").click()
+    close = console.wait_for("close", since)[0]
+    kinds = [r["kind"] for r in console.records(since=since) if r["kind"] != "call"]
+    assert kinds == ["connect", "error", "close"]  # never open: HTTP 403 at the handshake
+    assert (close["code"], close["wasClean"]) == (1006, False)
+    expect(anonymous.locator("[data-try-result]")).to_contain_text("close with code 1006")
+    assert console.records("reconnecting", since) == []
+
+
+def test_lobby_across_two_processes(
+    new_context: Callable[..., BrowserContext], daphne_pair: list[ServerProcess], users: None
+) -> None:
+    a, b = daphne_pair
+    alice_context = new_context()
+    alice_on_a = alice_context.new_page()
+    log_in(alice_on_a, "alice", a.http_url)
+    # Cookies belong to the host, not the port: the same session reaches process B.
+    alice_tab_on_b = open_lobby(alice_context.new_page(), f"{b.http_url}/auth/")
+    bob_page = new_context().new_page()
+    bob = log_in(bob_page, "bob", b.http_url)
+    processes = {messages(c, "hello")[0]["process"] for c in (alice_tab_on_b, bob)}
+    assert processes == {b.process.pid}
+    expect_online(alice_on_a, ["alice", "bob"])
+
+    since = bob.mark()
+    alice_on_a.get_by_role("textbox", name="Message").fill("from process A")
+    alice_on_a.get_by_role("button", name="Send", exact=True).click()
+    said: Record = bob.wait_for("message", since, where="JSON.parse(r.text).type === 'chat'")[0]
+    assert json.loads(said["text"])["text"] == "from process A"
+
+    since = alice_tab_on_b.mark()
+    alice_on_a.get_by_role("button", name="Log out").click()
+    assert alice_tab_on_b.wait_for("close", since)[0]["code"] == 4401
+    expect_online(bob_page, ["bob"])
+    assert bob.records("close") == []

@@ -1,0 +1,36 @@
+"""The harness keeps its promises: what the server processes run on, and what they inherit."""
+
+from pathlib import Path
+
+from django.conf import settings
+
+from tools.servers import ServerProcess
+
+
+def environment(server: ServerProcess) -> dict[str, str]:
+    """The environment a running server process was started with (Linux /proc)."""
+    raw = Path(f"/proc/{server.process.pid}/environ").read_bytes()
+    return dict(item.split("=", 1) for item in raw.decode().split("\0") if "=" in item)
+
+
+def test_server_runs_on_the_test_database_without_test_only_variables(
+    daphne_server: ServerProcess,
+) -> None:
+    env = environment(daphne_server)
+    test_db = str(settings.DATABASES["default"]["NAME"])
+    assert test_db == str(settings.DATABASES["default"]["TEST"]["NAME"])
+    assert env["DATABASE_PATH"] == test_db
+    assert Path(test_db).exists()
+    assert (env["DEBUG"], env["FAST_PASSWORD_HASHER"]) == ("0", "1")
+    # Set for this process (sync Playwright's loop), never for a server: it hides bugs there.
+    assert "DJANGO_ALLOW_ASYNC_UNSAFE" not in env
+    assert "REDIS_URL" not in env  # the session's server uses the in-memory layer
+
+
+def test_pair_shares_one_redis_and_one_database(
+    daphne_pair: list[ServerProcess], redis_url: str
+) -> None:
+    first, second = (environment(server) for server in daphne_pair)
+    assert first["REDIS_URL"] == second["REDIS_URL"] == redis_url
+    assert first["DATABASE_PATH"] == second["DATABASE_PATH"]
+    assert "DJANGO_ALLOW_ASYNC_UNSAFE" not in first | second
