@@ -21,7 +21,6 @@ BIN := $(VENV)/bin
 DAPHNE_FLAGS ?= --websocket-max-message-size 524288 --websocket-max-frame-size 524288 \
 	--ping-interval 20 --ping-timeout 15 --websocket_connect_timeout 5 \
 	--application-close-timeout 10 --websocket_timeout 86400
-APT_PACKAGES := chromium redis-server
 
 .PHONY: run test unit e2e lint compat system-deps install clean bench soak \
 	conformance conformance-quick
@@ -103,7 +102,8 @@ conformance-quick: install
 	  --groups 1-7,10 --paths /ws/sc/,/ws/ac/generic/ --timeout 300
 
 # ---------------------------------------------------------------- tests
-test: install system-deps lint unit e2e compat conformance-quick
+# Browser tests last: their pytest summary is the closing line CI reads.
+test: install system-deps lint conformance-quick unit compat e2e
 
 lint: install
 	$(BIN)/ruff check .

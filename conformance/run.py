@@ -23,7 +23,7 @@ from pathlib import Path
 from conformance.asgi import PURE_ECHO_PATHS
 from tools.servers import ARTIFACTS, running, server_env, start_daphne
 
-# Case 9 sends messages of up to 16 MiB; anything smaller is refused with 1009.
+# Case 9 sends messages of up to 16 MiB: the caps must sit above that, or daphne refuses them.
 MAX_MESSAGE = 16 * 1024 * 1024 + 1024
 DAPHNE_ARGS = (
     "--websocket-max-message-size",
@@ -216,7 +216,7 @@ How the server was set up for the run, and why:
 - daphne runs with `--websocket-max-message-size {MAX_MESSAGE} --websocket-max-frame-size
   {MAX_MESSAGE}`: cases 9.1 and 9.2 send messages of up to 16 MiB.
 - The showcase's own limits are lifted with `WS_LIMITS='{json.dumps(WS_LIMITS)}'` in
-  the server's environment: no 1009 below 16 MiB, no rate limit (cases 9.7 and 9.8 send
+  the server's environment: no 4009 (too big) below 16 MiB, no rate limit (cases 9.7 and 9.8 send
   1,000 messages back to back).
 - Results per case, in Autobahn's HTML and JSON, are under `artifacts/autobahn/<date>/`.
 
