@@ -21,11 +21,13 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 
 from apps.auth_ws.routing import websocket_urlpatterns as auth_ws_routes  # noqa: E402
 from apps.core.journal import JournalMiddleware  # noqa: E402
+from apps.core.routing import websocket_urlpatterns as no_route  # noqa: E402
 from apps.echo_async.routing import websocket_urlpatterns as echo_async_routes  # noqa: E402
 from apps.echo_sync.routing import websocket_urlpatterns as echo_sync_routes  # noqa: E402
 
 # Nested URLRouters with include() are unsupported (channels#1428): concatenate the lists.
-websocket_urlpatterns = echo_sync_routes + echo_async_routes + auth_ws_routes
+# `no_route` matches anything, so it comes last.
+websocket_urlpatterns = echo_sync_routes + echo_async_routes + auth_ws_routes + no_route
 
 application = ProtocolTypeRouter(
     {

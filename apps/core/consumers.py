@@ -9,9 +9,13 @@ An async consumer that never touches the database pays that hop on every message
 `make bench` measures what it costs (docs/benchmarks.md).
 """
 
+import logging
 from typing import Any
 
-from channels.consumer import get_handler_name
+from channels.consumer import AsyncConsumer, get_handler_name
+from channels.exceptions import StopConsumer
+
+logger = logging.getLogger(__name__)
 
 
 class NoDatabaseMixin:
@@ -32,3 +36,21 @@ class NoDatabaseMixin:
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
         await handler(message)
+
+
+class NoRouteConsumer(NoDatabaseMixin, AsyncConsumer):
+    """
+    The last route: refuses the handshake of a socket whose path no app serves.
+
+    Without it URLRouter raises, which the server reports as HTTP 500 with a traceback in its
+    log. A close before accept is the clean refusal (daphne answers HTTP 403).
+    """
+
+    async def websocket_connect(self, event: dict[str, Any]) -> None:
+        """Refuse: no consumer serves this path."""
+        logger.info("no WebSocket route for %s", self.scope["path"])
+        await self.send({"type": "websocket.close"})
+
+    async def websocket_disconnect(self, event: dict[str, Any]) -> None:
+        """The refused socket is gone."""
+        raise StopConsumer()

@@ -6,6 +6,7 @@ import re
 import pytest
 from django.test import Client
 
+from apps.core.tests.contract import communicator
 from apps.echo_async import consumers as async_consumers
 from apps.echo_async import routing as async_routing
 from apps.echo_sync import consumers as sync_consumers
@@ -57,3 +58,12 @@ def test_journal_feed_is_empty_for_an_unknown_id(client: Client) -> None:
     assert response.status_code == 200
     assert response.json() == {"events": []}
     assert "no-cache" in response["Cache-Control"]
+
+
+@pytest.mark.parametrize("path", ["/ws/nowhere/", "/", "/ws/sc/extra/", "/sync/"])
+async def test_a_socket_to_an_unknown_path_is_refused_cleanly(path: str, caplog) -> None:
+    caplog.set_level("INFO", logger="apps.core.consumers")
+    comm = communicator(path)
+    assert await comm.connect() == (False, 1000)  # a close before accept: HTTP 403 on daphne
+    await comm.wait(timeout=1)  # the application ended without raising
+    assert f"no WebSocket route for {path}" in caplog.text
