@@ -116,5 +116,5 @@ def test_journal_shows_the_disconnect_code_the_browser_sent(
     # The panel shows the same events to a person, and the console's `journal` holds them.
     panel = console.root.get_by_role("list", name="What the consumer saw")
     expect(panel.locator("li")).to_have_count(5)
-    expect(panel.locator("li").last).to_contain_text('websocket.disconnect {"code":4123}')
+    expect(panel.locator("li").last).to_contain_text("websocket.disconnect code=4123")
     assert console.run("(c) => c.journal") == events

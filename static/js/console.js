@@ -365,7 +365,11 @@ class SocketConsole extends EventTarget {
         item.className = `journal-entry journal-${event.direction}`;
         const { t, direction, type, ...keys } = event;
         const arrow = direction === "received" ? "→ consumer" : "consumer →";
-        item.textContent = `${clock(new Date(t * 1000))} ${arrow} ${type} ${JSON.stringify(keys)}`;
+        // Strings as they are (a JSON text inside JSON would show every quote escaped).
+        const fields = Object.entries(keys).map(
+          ([key, value]) => `${key}=${typeof value === "string" ? `«${value}»` : JSON.stringify(value)}`,
+        );
+        item.textContent = `${clock(new Date(t * 1000))} ${arrow} ${type} ${fields.join(" ")}`;
         return item;
       }),
     );
