@@ -223,15 +223,33 @@ def summary(results: dict[str, Any]) -> str:
             if r["server"] == server and r["kind"] == "project"
         ]
         met = sum(r >= TARGET for r in project)
+        bound = any(
+            r["client_cpu"] >= 90
+            and r["kind"] == "ceiling"
+            and r["server"] in (server, "websockets")
+            for r in echo
+        )
         lines.append(
             f"- {server}: stock async consumers {stock / sync:.1f} times the sync ones; with "
             f"`NoDatabaseMixin` {lean / sync:.1f} times ({lean / stock - 1:+.0%} over stock "
             "async). "
             f"Medians over the three styles: sync {sync:,.0f}, async {stock:,.0f}, async with "
             f"the mixin {lean:,.0f} round trips/s, against {asgi:,.0f} for a bare ASGI echo "
-            f"({asgi / websockets:.0%} of bare `websockets`). Project endpoints: {met} of 6 at "
+            f"({asgi / websockets:.0%} of bare `websockets`"
+            + ("; a ceiling was client-bound, the true one is higher" if bound else "")
+            + f"). Project endpoints: {met} of 6 at "
             f"≥ 90% of the bare consumer that dispatches alike (lowest {min(project):.0%})."
         )
+    session = next((r["us"] for r in results.get("tax", []) if "session" in r["layer"]), None)
+    for server in dict.fromkeys(r["server"] for r in echo if r["server"] != "websockets"):
+        lean = rate.get((server, "generic async", "bare + NoDatabaseMixin"))
+        if session and lean:
+            lines.append(
+                f"- {server}: a lean async echo costs the server {1e6 / lean:.0f} µs per round "
+                f"trip; Channels' session wrapper in AuthMiddlewareStack adds {session:.1f} µs to "
+                f"every send ({session * lean / 1e4:.0f}% of it), the project's limiter "
+                "well under 1 µs."
+            )
     for r in results.get("connections", []):
         lines.append(
             f"- {r['server']} {r['path']}: {r['sockets']:,} idle sockets, "

@@ -53,6 +53,10 @@ def _finite_float(literal: str) -> float:
     return number
 
 
+# One decoder for every message: json.loads builds a new one on each call that passes options.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+
+
 def _depth(text: str) -> int:
     """How deep the arrays and objects of a JSON text nest (brackets inside strings skipped)."""
     depth = deepest = 0
@@ -79,7 +83,7 @@ def decode(text: str | None) -> dict[str, Any]:
     if text.count("[") + text.count("{") > MAX_DEPTH and _depth(text) > MAX_DEPTH:
         raise BadMessage("invalid_json", f"JSON nested deeper than {MAX_DEPTH} levels")
     try:
-        content = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+        content = _DECODER.decode(text)
     except ValueError as exc:
         raise BadMessage("invalid_json", f"not valid JSON: {exc}") from None
     except RecursionError:
