@@ -24,7 +24,10 @@ from apps.auth_ws.presence import close_presence
 from apps.core.limits import CLOSE_MESSAGE_TOO_BIG, CLOSE_RATE_LIMITED
 from apps.core.tests.contract import communicator
 from apps.core.tests.strategies import (
+    BURST,
     ERROR_CODES,
+    LIMITS,
+    MAX_BYTES,
     Frame,
     envelope,
     frames,
@@ -36,9 +39,6 @@ from apps.core.tests.strategies import (
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-MAX_BYTES = 4096
-BURST = 8
-LIMITS = {"max_message_bytes": MAX_BYTES, "messages_per_second": 0.01, "burst": BURST}
 LOBBY_ERROR_CODES = ERROR_CODES | {"invalid_text", "text_too_long"}
 CHAT_FIELDS = {'"text"': string_literal | long_string | json_literal, '"user"': string_literal}
 

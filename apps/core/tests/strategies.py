@@ -16,6 +16,12 @@ from hypothesis import strategies as st
 
 from apps.core.protocol import MAX_DEPTH
 
+# The limits every fuzzed socket runs under. The bucket does not refill during an example, so
+# the message after the burst is always the one refused.
+MAX_BYTES = 4096
+BURST = 8
+LIMITS = {"max_message_bytes": MAX_BYTES, "messages_per_second": 0.01, "burst": BURST}
+
 # Every `code` an error envelope may carry (apps/core/protocol.py).
 ERROR_CODES = {
     "binary_not_supported",

@@ -18,12 +18,16 @@ from hypothesis import strategies as st
 
 from apps.core.limits import CLOSE_MESSAGE_TOO_BIG, CLOSE_RATE_LIMITED
 from apps.core.tests.contract import communicator
-from apps.core.tests.strategies import Frame, envelope, frames, parse_command
+from apps.core.tests.strategies import (
+    BURST,
+    LIMITS,
+    MAX_BYTES,
+    Frame,
+    envelope,
+    frames,
+    parse_command,
+)
 
-MAX_BYTES = 4096
-BURST = 8
-# A bucket that does not refill during an example: the ninth message is always the one refused.
-LIMITS = {"max_message_bytes": MAX_BYTES, "messages_per_second": 0.01, "burst": BURST}
 FUZZ = settings(
     max_examples=60,
     deadline=None,
