@@ -95,10 +95,12 @@ async def logged_in(server: ServerProcess, username: str) -> FormClient:
 
 
 @asynccontextmanager
-async def lobby(server: ServerProcess, client: FormClient) -> AsyncIterator[ClientConnection]:
+async def lobby(
+    server: ServerProcess, client: FormClient, query: str = ""
+) -> AsyncIterator[ClientConnection]:
     """A lobby socket on this server, with this client's session cookie."""
     async with connect(
-        server.ws_url + "/ws/auth/",
+        server.ws_url + "/ws/auth/" + query,
         origin=server.http_url,
         additional_headers={"Cookie": client.cookie_header()},
         open_timeout=5,

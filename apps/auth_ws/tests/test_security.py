@@ -21,12 +21,11 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
-from websockets.asyncio.client import connect
 
 from apps.auth_ws import account_urls
 from apps.auth_ws.presence import close_presence
 from apps.auth_ws.tests.test_consumers import join, log_in, presence, session_cookie
-from apps.auth_ws.tests.test_multiprocess import FormClient
+from apps.auth_ws.tests.test_multiprocess import FormClient, lobby
 from apps.core.tests.contract import communicator, expect_close
 from tools.servers import ServerProcess, running, server_env, start_daphne
 
@@ -249,12 +248,7 @@ async def test_no_secret_in_a_real_servers_log(
         "password": PASSWORD,
         "wrong password": WRONG_PASSWORD,
     }
-    async with connect(
-        server.ws_url + "/ws/auth/?journal=security-test-journal-0001",
-        origin=server.http_url,
-        additional_headers={"Cookie": alice.cookie_header()},
-        open_timeout=5,
-    ) as ws:
+    async with lobby(server, alice, query="?journal=security-test-journal-0001") as ws:
         seen = [await asyncio.wait_for(ws.recv(), 5) for _ in range(2)]  # hello, presence
         await ws.send(json.dumps({"type": "chat", "text": "hi"}))
         await ws.send("{not json")
