@@ -17,9 +17,8 @@ import shlex
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -90,16 +89,6 @@ def start(
     return process
 
 
-@contextmanager
-def started(*processes: servers.ServerProcess) -> Iterator[None]:
-    """Stop every process when the block ends."""
-    try:
-        yield
-    finally:
-        for process in processes:
-            process.stop()
-
-
 def bench_env(**overrides: str) -> dict[str, str]:
     """A server environment with the rate limit lifted."""
     return servers.server_env(WS_LIMITS=json.dumps(NO_RATE_LIMIT), **overrides)
@@ -158,13 +147,13 @@ def echo_section(args: argparse.Namespace) -> list[dict[str, Any]]:
         "bench-wsecho", [sys.executable, "-m", "bench.wsecho", str(port)], port
     )
     load.pin(ceiling.process.pid, SERVER_CORE)
-    with started(ceiling):
+    with servers.running(ceiling):
         rows += echo_rows(
             args, "websockets", [("ceiling", "bare websockets", ceiling.ws_url, TEXT)]
         )
     for server in args.servers.split(","):
         process = start(args, server, bench_env())
-        with started(process):
+        with servers.running(process):
             base = process.ws_url
             rows += echo_rows(args, server, [("ceiling", "bare ASGI", f"{base}/bench/asgi/", TEXT)])
             for style, project, bare, nodb, payload in STYLES:
@@ -185,7 +174,7 @@ def connections_section(args: argparse.Namespace) -> list[dict[str, Any]]:
         for path in ("/ws/ac/generic/", "/ws/sc/generic/"):
             # A fresh process each time: memory freed by the last run would hide the growth.
             process = start(args, server, bench_env())
-            with started(process):
+            with servers.running(process):
                 progress(f"idle {server:8} {args.idle} sockets on {path}")
                 result: load.ConnectResult = run(
                     load.hold_idle(process.ws_url + path, args.idle, process.process.pid)
@@ -240,22 +229,23 @@ def fanout_section(args: argparse.Namespace) -> list[dict[str, Any]]:
     """One lobby-style broadcast to N sockets, per channel layer, on daphne."""
     rows = []
     process = start(args, "daphne", bench_env())
-    with started(process):
+    with servers.running(process):
         rows += fanout_rows(args, "InMemoryChannelLayer", [process])
         rows += fanout_rows(
             args, "InMemoryChannelLayer + NoDatabaseMixin", [process], "/bench/fanout/nodb/"
         )
     redis = servers.start_redis()
     load.pin(redis.process.pid, SERVER_CORE)
-    with started(redis):
+    with servers.running(redis):
         url = f"redis://127.0.0.1:{redis.port}/0"
         for layer, choice in (("RedisChannelLayer", "core"), ("RedisPubSubChannelLayer", "pubsub")):
             env = bench_env(REDIS_URL=url, CHANNEL_LAYER=choice)
-            pair = [start(args, "daphne", env, name=f"bench-{choice}-a")]
-            with started(*pair):
-                pair.append(start(args, "daphne", env, name=f"bench-{choice}-b"))
-                with started(pair[1]):
-                    rows += fanout_rows(args, layer, pair)
+            # Each `with` item starts only once the one before it is entered, as if nested.
+            with (
+                servers.running(start(args, "daphne", env, name=f"bench-{choice}-a")) as a,
+                servers.running(start(args, "daphne", env, name=f"bench-{choice}-b")) as b,
+            ):
+                rows += fanout_rows(args, layer, [a, b])
     return rows
 
 
@@ -272,7 +262,7 @@ def profile_section(args: argparse.Namespace) -> list[dict[str, Any]]:
     for style, path in PROFILED:
         # A fresh process each time, so no thread is left over from the previous endpoint.
         process = start(args, "daphne", bench_env())
-        with started(process), ThreadPoolExecutor(1) as spare:
+        with servers.running(process), ThreadPoolExecutor(1) as spare:
             progress(f"profile daphne {path}")
             sampling = spare.submit(profile.wait_then_record, process.process.pid, 1.0, 3.0)
             result: load.EchoResult = run(
