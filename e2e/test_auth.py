@@ -150,9 +150,15 @@ def test_anonymous_socket_gets_4401_and_strict_gets_1006(page: Page) -> None:
 
     since = console.mark()
     anonymous.get_by_role("button", name="Connect to /ws/auth/", exact=True).click()
-    close = console.wait_for("close", since)[0]
+    close = console.wait_for("close", since, where="r.code === 4401")[0]
     kinds = [r["kind"] for r in console.records(since=since)]
-    assert kinds[kinds.index("open") :] == ["open", "close"]  # accepted, then closed
+    lost = ["open", "close", "reconnecting", "connect", "reconnected"]
+    if kinds[kinds.index("open") :] != ["open", "close"]:  # accepted, then closed
+        # Seen once in five CI runs: daphne (autobahn) answers the browser's close reply with a
+        # TCP reset, and Chromium then reported 1006 instead of 4401. The console took that for
+        # a server loss and reconnected once; the second socket got 4401 and stayed closed.
+        assert kinds[kinds.index("open") :] == [*lost, "open", "close"]
+        assert console.records("close", since)[0]["code"] == 1006
     # The application's code arrives; its reason does not (daphne#374), and daphne's reset
     # after the closing handshake makes Chromium report wasClean false.
     assert (close["code"], close["reason"], close["wasClean"]) == (4401, "", False)
