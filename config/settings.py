@@ -185,10 +185,13 @@ WS_SUBPROTOCOL = "showcase.v1"
 # --websocket-max-message-size) applies before these.
 # WS_LIMITS in the environment, as JSON, overrides any of them, e.g. for benchmarks:
 #   WS_LIMITS='{"echo": {"messages_per_second": 0}}'
-WS_LIMITS: dict[str, dict[str, int]] = {
+WS_LIMITS: dict[str, dict[str, float]] = {
     "echo": {"max_message_bytes": 256 * 1024, "messages_per_second": 100, "burst": 200},
     "json": {"max_message_bytes": 64 * 1024, "messages_per_second": 50, "burst": 100},
     "lobby": {"max_message_bytes": 4 * 1024, "messages_per_second": 5, "burst": 10},
+    # The `block` command of the JSON endpoints (apps/core/limits.py BlockBudget): seconds of
+    # sleeping a socket may spend at once, and how fast that budget refills.
+    "block": {"budget_seconds": 5, "refill_per_second": 0.1},
 }
 for _kind, _overrides in json.loads(os.environ.get("WS_LIMITS") or "{}").items():
     WS_LIMITS[_kind] = {**WS_LIMITS.get(_kind, {}), **_overrides}

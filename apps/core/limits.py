@@ -37,13 +37,13 @@ class TokenBucket:
         self.tokens = burst
         self.stamp = time.monotonic()
 
-    def take(self) -> bool:
-        """Spend one token if there is one."""
+    def take(self, amount: float = 1) -> bool:
+        """Spend `amount` tokens if there are that many."""
         now = time.monotonic()
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
+        if self.tokens >= amount:
+            self.tokens -= amount
             return True
         return False
 
@@ -77,3 +77,30 @@ class Limiter:
             elif self.bucket is not None and not self.bucket.take():
                 self.refusal = Refusal(CLOSE_RATE_LIMITED, "too many messages")
         return self.refusal
+
+
+class BlockBudget:
+    """
+    How many seconds one socket may spend in `block` commands: `budget_seconds` at once,
+    refilled at `refill_per_second` (settings.WS_LIMITS["block"]).
+
+    A socket's messages are handled one at a time, so a socket never has two blocks running;
+    the budget bounds how long one socket can hold the sync thread or the event loop in all.
+    """
+
+    __slots__ = ("bucket",)
+
+    def __init__(self) -> None:
+        limits = settings.WS_LIMITS["block"]
+        self.bucket = TokenBucket(limits["refill_per_second"], limits["budget_seconds"])
+
+    def spend(self, seconds: float) -> bool:
+        """Take `seconds` from the budget if they are there."""
+        return self.bucket.take(seconds)
+
+    def describe(self) -> str:
+        """The budget in words, for the error a refused block gets."""
+        return (
+            f"{self.bucket.burst:g} s of blocking per socket, refilled at "
+            f"{self.bucket.rate:g} s per second"
+        )

@@ -9,6 +9,7 @@ import json
 import math
 import re
 import threading
+import time
 from typing import Any
 
 from django.conf import settings
@@ -129,4 +130,89 @@ def info(consumer: Any) -> Envelope:
 
 def unknown(content: dict[str, Any]) -> BadMessage:
     """The error for a command this endpoint does not know."""
-    return BadMessage("unknown_type", f"unknown type {content['type']!r}; try echo, info or close")
+    return BadMessage(
+        "unknown_type",
+        f"unknown type {content['type']!r}; try echo, info, close, note, notes or block",
+    )
+
+
+# ------------------------------------------------------------------ the ORM and blocking demos
+# How many notes `notes` answers with, newest first.
+NOTES_SHOWN = 10
+# `block` sleeps at most this long: enough to see a stall, too short to be a denial of service.
+MAX_BLOCK_SECONDS = 2.0
+
+
+def note_text(content: dict[str, Any], max_chars: int) -> str:
+    """The text of a `note` command: a non-blank string of at most `max_chars` characters."""
+    text = content.get("text")
+    if not isinstance(text, str):
+        raise BadMessage("invalid_text", 'a note needs a string "text"')
+    if not text.strip():
+        raise BadMessage("invalid_text", "a note's text must not be empty")
+    if len(text) > max_chars:
+        raise BadMessage("invalid_text", f"a note is at most {max_chars} characters")
+    if "\x00" in text:
+        # SQLite would store it; PostgreSQL refuses NUL in text. Refuse it everywhere alike.
+        raise BadMessage("invalid_text", "a note's text must not contain NUL")
+    return text
+
+
+def via(content: dict[str, Any], *ways: str) -> str:
+    """Which way to reach the database (`via`): one of `ways`, the first when absent."""
+    chosen = content.get("via", ways[0])
+    if chosen not in ways:
+        raise BadMessage("invalid_via", f"via must be one of {', '.join(ways)}")
+    return chosen
+
+
+def block_seconds(content: dict[str, Any]) -> float:
+    """The `seconds` of a `block` command: a number, 0 < seconds <= MAX_BLOCK_SECONDS."""
+    seconds = content.get("seconds")
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not 0 < seconds <= MAX_BLOCK_SECONDS
+    ):
+        raise BadMessage(
+            "invalid_seconds", f"seconds must be a number above 0 and at most {MAX_BLOCK_SECONDS:g}"
+        )
+    return float(seconds)
+
+
+def on_loop(content: dict[str, Any], allowed: bool) -> bool:
+    """Whether a `block` asks to sleep on the event loop itself (async endpoint only)."""
+    value = content.get("on_loop", False)
+    if not isinstance(value, bool):
+        raise BadMessage("invalid_on_loop", "on_loop must be true or false")
+    if value and not allowed:
+        raise BadMessage(
+            "invalid_on_loop", "a sync consumer's handlers run in a worker thread, not on the loop"
+        )
+    return value
+
+
+def author(scope: dict[str, Any]) -> Any:
+    """The logged-in user who writes a note, or None (AuthMiddleware resolved it at connect)."""
+    user = scope.get("user")
+    return user if user is not None and user.is_authenticated else None
+
+
+def ms_since(started: float) -> float:
+    """Milliseconds since a `time.perf_counter()` reading, rounded for display."""
+    return round(1000 * (time.perf_counter() - started), 3)
+
+
+def block_reply(seconds: float, how: str, started: float, ended: float, waited: float) -> Envelope:
+    """
+    The answer to `block`: what was asked, how it slept, and the wait measured around the
+    sleep; `started` and `ended` are wall-clock times, so two sockets' blocks can be compared.
+    """
+    return {
+        "type": "block",
+        "seconds": seconds,
+        "how": how,
+        "waited": round(waited, 4),
+        "started": started,
+        "ended": ended,
+    }

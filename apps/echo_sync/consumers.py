@@ -4,9 +4,13 @@ Synchronous consumers, from raw ASGI events up to JSON.
 Every handler here runs in a worker thread: Channels hands each message to asgiref's
 thread-sensitive executor, one thread shared by all sync code in the process. That is why a
 sync consumer may call the ORM directly, and why one slow handler delays every other sync
-consumer in the same process.
+consumer in the same process (the JSON consumer's `block` command shows it).
+
+Channels also calls `close_old_connections()` before and after each handler, as Django does
+around a request: a connection that broke, or outlived `CONN_MAX_AGE`, is never reused.
 """
 
+import time
 from typing import Any
 
 from channels.consumer import SyncConsumer
@@ -14,7 +18,8 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import JsonWebsocketConsumer, WebsocketConsumer
 
 from apps.core import protocol
-from apps.core.limits import Limiter
+from apps.core.limits import BlockBudget, Limiter
+from apps.core.models import MAX_NOTE_CHARS, Note
 
 
 class SyncEchoConsumer(SyncConsumer):
@@ -70,6 +75,7 @@ class SyncJsonConsumer(JsonWebsocketConsumer):
     def connect(self) -> None:
         """Accept, agreeing to the subprotocol if it was offered."""
         self.limiter = Limiter("json")
+        self.block_budget = BlockBudget()
         self.accept(protocol.select_subprotocol(self.scope))
 
     def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -83,7 +89,7 @@ class SyncJsonConsumer(JsonWebsocketConsumer):
             self.send_json(bad.envelope)
 
     def receive_json(self, content: dict[str, Any]) -> None:
-        """Act on one command: `echo`, `info` or `close`."""
+        """Act on one command: `echo`, `info`, `close`, `note`, `notes` or `block`."""
         match content["type"]:
             case "echo":
                 self.send_json({"type": "echo", "data": content.get("data")})
@@ -91,5 +97,48 @@ class SyncJsonConsumer(JsonWebsocketConsumer):
                 self.send_json(protocol.info(self))
             case "close":
                 self.close(*protocol.close_args(content))
+            case "note":
+                protocol.via(content, "orm")
+                self.save_note(protocol.note_text(content, MAX_NOTE_CHARS))
+            case "notes":
+                protocol.via(content, "orm")
+                self.latest_notes()
+            case "block":
+                protocol.on_loop(content, allowed=False)
+                self.block(protocol.block_seconds(content))
             case _:
                 raise protocol.unknown(content)
+
+    def save_note(self, text: str) -> None:
+        """The ORM, called directly: this handler already runs in the thread Django needs."""
+        started = time.perf_counter()
+        note = Note.objects.create(text=text, author=protocol.author(self.scope))
+        self.send_json(
+            {"type": "note", **note.as_dict(), "via": "orm", "ms": protocol.ms_since(started)}
+        )
+
+    def latest_notes(self) -> None:
+        """A plain queryset, evaluated in this thread like in any view."""
+        started = time.perf_counter()
+        notes = [
+            note.as_dict() for note in Note.objects.select_related("author")[: protocol.NOTES_SHOWN]
+        ]
+        self.send_json(
+            {"type": "notes", "notes": notes, "via": "orm", "ms": protocol.ms_since(started)}
+        )
+
+    def block(self, seconds: float) -> None:
+        """
+        `time.sleep` in the process's one sync thread: until it returns, no other sync
+        consumer of this process runs a handler, so their sockets' echoes wait.
+        """
+        if not self.block_budget.spend(seconds):
+            raise protocol.BadMessage("block_limited", self.block_budget.describe())
+        started, clock = time.time(), time.perf_counter()
+        time.sleep(seconds)
+        waited = time.perf_counter() - clock
+        self.send_json(
+            protocol.block_reply(
+                seconds, "time.sleep in the sync thread", started, time.time(), waited
+            )
+        )

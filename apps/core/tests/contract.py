@@ -5,9 +5,18 @@ The behaviour design.md promises for an echo app, written once and run against e
 so the sync and async consumers are held to exactly the same contract.
 """
 
-import pytest
-from channels.testing import WebsocketCommunicator
+import time
+from collections.abc import AsyncIterator
 
+import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.contrib.auth import get_user_model
+from django.db import connections
+from django.test import AsyncClient
+
+from apps.core.models import MAX_NOTE_CHARS, Note
+from apps.core.protocol import NOTES_SHOWN
 from config.asgi import application
 
 ORIGIN = (b"origin", b"http://127.0.0.1")
@@ -283,3 +292,169 @@ class OriginContract:
         comm = communicator(path, origin=origin)
         assert (await comm.connect())[0]
         await comm.disconnect()
+
+
+async def json_connected(path: str, cookie: bytes | None = None) -> WebsocketCommunicator:
+    """An open socket to a JSON endpoint."""
+    comm = communicator(path, cookie=cookie)
+    assert (await comm.connect())[0]
+    return comm
+
+
+async def command(comm: WebsocketCommunicator, content: dict, wait: float = 5) -> dict:
+    """Send one command and return its answer."""
+    await comm.send_json_to(content)
+    return await comm.receive_json_from(timeout=wait)
+
+
+async def still_usable(comm: WebsocketCommunicator) -> None:
+    """The socket answers an echo (after an error, nothing was lost)."""
+    assert await command(comm, {"type": "echo", "data": "still here"}) == {
+        "type": "echo",
+        "data": "still here",
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+class NotesContract:
+    """
+    `note` and `notes` through the ORM, each style its own way (`ways`: the values of `via`,
+    the default first), and `block` with its measured wait. Both JSON endpoints hold to this.
+    """
+
+    prefix: str
+    ways: tuple[str, ...]
+
+    @pytest.fixture
+    def path(self) -> str:
+        return self.prefix + "json/"
+
+    @pytest.fixture(autouse=True)
+    async def _close_thread_connections(self) -> AsyncIterator[None]:
+        yield
+        # The ORM ran in asgiref's one shared sync thread and left a connection open there;
+        # a later test without database access would trip over it.
+        await sync_to_async(connections.close_all)()
+
+    async def test_note_is_saved_and_answered_each_way(self, path: str) -> None:
+        comm = await json_connected(path)
+        for way in self.ways:
+            reply = await command(comm, {"type": "note", "text": f"by {way} ✓", "via": way})
+            saved = await Note.objects.aget(id=reply["id"])
+            assert reply == {
+                "type": "note",
+                "id": saved.id,
+                "text": f"by {way} ✓",
+                "author": None,
+                "created": saved.created.isoformat(),
+                "via": way,
+                "ms": reply["ms"],
+            }
+            assert 0 <= reply["ms"] < 5000
+        # Without `via`, the style's first way.
+        reply = await command(comm, {"type": "note", "text": "default"})
+        assert reply["via"] == self.ways[0]
+        await comm.disconnect()
+
+    async def test_notes_are_the_latest_first_each_way(self, path: str) -> None:
+        await Note.objects.abulk_create(Note(text=f"n{n}") for n in range(NOTES_SHOWN + 3))
+        comm = await json_connected(path)
+        newest = await command(comm, {"type": "note", "text": "newest"})
+        for way in self.ways:
+            reply = await command(comm, {"type": "notes", "via": way})
+            assert (reply["type"], reply["via"]) == ("notes", way)
+            texts = [note["text"] for note in reply["notes"]]
+            assert texts[0] == "newest"
+            assert len(texts) == NOTES_SHOWN
+            assert set(texts[1:]) <= {f"n{n}" for n in range(NOTES_SHOWN + 3)}
+            assert reply["notes"][0] == {k: newest[k] for k in ("id", "text", "author", "created")}
+        await comm.disconnect()
+
+    async def test_a_logged_in_writer_is_the_author(self, path: str) -> None:
+        user = await get_user_model().objects.acreate_user("writer", password="pw-for-notes")
+        client = AsyncClient()
+        await client.aforce_login(user)
+        cookie = f"sessionid={client.cookies['sessionid'].value}".encode()
+        comm = await json_connected(path, cookie=cookie)
+        for way in self.ways:
+            reply = await command(comm, {"type": "note", "text": "mine", "via": way})
+            assert reply["author"] == "writer"
+            assert (await Note.objects.aget(id=reply["id"])).author_id == user.id
+        listed = await command(comm, {"type": "notes"})
+        assert [n["author"] for n in listed["notes"]] == ["writer"] * len(self.ways)
+        await comm.disconnect()
+
+    @pytest.mark.parametrize(
+        "fields",
+        [{}, {"text": 5}, {"text": None}, {"text": ["a"]}, {"text": ""}, {"text": " \n\t"},
+         {"text": "x" * (MAX_NOTE_CHARS + 1)}, {"text": "nul \u0000 inside"}],
+        ids=["missing", "number", "null", "list", "empty", "blank", "too-long", "nul"],
+    )  # fmt: skip
+    async def test_bad_text_gets_an_error(self, path: str, fields: dict) -> None:
+        comm = await json_connected(path)
+        reply = await command(comm, {"type": "note", **fields})
+        assert (reply["type"], reply["code"]) == ("error", "invalid_text")
+        assert reply["message"]
+        await still_usable(comm)
+        assert await Note.objects.acount() == 0
+        await comm.disconnect()
+
+    async def test_longest_text_is_accepted(self, path: str) -> None:
+        comm = await json_connected(path)
+        reply = await command(comm, {"type": "note", "text": "é" * MAX_NOTE_CHARS})
+        assert reply["text"] == "é" * MAX_NOTE_CHARS
+        await comm.disconnect()
+
+    async def test_unknown_way_gets_an_error(self, path: str) -> None:
+        comm = await json_connected(path)
+        for kind in ("note", "notes"):
+            reply = await command(comm, {"type": kind, "text": "t", "via": "telepathy"})
+            assert (reply["type"], reply["code"]) == ("error", "invalid_via")
+        await still_usable(comm)
+        await comm.disconnect()
+
+    async def test_block_answers_with_the_measured_wait(self, path: str) -> None:
+        comm = await json_connected(path)
+        reply = await command(comm, {"type": "block", "seconds": 0.2})
+        assert (reply["type"], reply["seconds"]) == ("block", 0.2)
+        assert 0.2 <= reply["waited"] < 2.0
+        assert reply["ended"] - reply["started"] >= 0.19  # wall clock: 10 ms of resolution slack
+        assert reply["how"]
+        await comm.disconnect()
+
+    @pytest.mark.parametrize(
+        "seconds", ["1", True, False, None, 0, -1, 2.001, 3, [1], {"s": 1}], ids=repr
+    )
+    async def test_bad_seconds_get_an_error(self, path: str, seconds: object) -> None:
+        comm = await json_connected(path)
+        reply = await command(comm, {"type": "block", "seconds": seconds})
+        assert (reply["type"], reply["code"]) == ("error", "invalid_seconds")
+        assert reply["message"]
+        await still_usable(comm)
+        await comm.disconnect()
+
+    async def test_missing_seconds_get_an_error(self, path: str) -> None:
+        comm = await json_connected(path)
+        reply = await command(comm, {"type": "block"})
+        assert (reply["type"], reply["code"]) == ("error", "invalid_seconds")
+        await comm.disconnect()
+
+    async def test_blocking_is_rate_limited_per_socket(self, path: str, settings) -> None:
+        settings.WS_LIMITS = {
+            **settings.WS_LIMITS,
+            "block": {"budget_seconds": 0.3, "refill_per_second": 0.001},
+        }
+        comm = await json_connected(path)
+        assert (await command(comm, {"type": "block", "seconds": 0.2}))["type"] == "block"
+        started = time.perf_counter()
+        reply = await command(comm, {"type": "block", "seconds": 0.2})
+        assert (reply["type"], reply["code"]) == ("error", "block_limited")
+        assert "0.3 s of blocking per socket" in reply["message"]
+        assert time.perf_counter() - started < 0.2  # refused, not slept
+        # A block within what is left still runs; the budget is per socket.
+        assert (await command(comm, {"type": "block", "seconds": 0.05}))["type"] == "block"
+        other = await json_connected(path)
+        assert (await command(other, {"type": "block", "seconds": 0.2}))["type"] == "block"
+        await still_usable(comm)
+        await comm.disconnect()
+        await other.disconnect()

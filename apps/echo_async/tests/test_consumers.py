@@ -4,7 +4,13 @@ import threading
 
 from channels.testing import ApplicationCommunicator
 
-from apps.core.tests.contract import EchoContract, JsonContract, OriginContract, communicator
+from apps.core.tests.contract import (
+    EchoContract,
+    JsonContract,
+    NotesContract,
+    OriginContract,
+    communicator,
+)
 from apps.echo_async.consumers import AsyncEchoConsumer
 
 PREFIX = "/ws/ac/"
@@ -21,6 +27,11 @@ class TestJson(JsonContract):
 
 class TestOrigin(OriginContract):
     prefix = PREFIX
+
+
+class TestNotes(NotesContract):
+    prefix = PREFIX
+    ways = ("async_orm", "database_sync_to_async")
 
 
 async def test_handlers_run_on_the_event_loop_thread() -> None:

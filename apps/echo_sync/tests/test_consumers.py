@@ -4,7 +4,13 @@ import threading
 
 from channels.testing import ApplicationCommunicator
 
-from apps.core.tests.contract import EchoContract, JsonContract, OriginContract, communicator
+from apps.core.tests.contract import (
+    EchoContract,
+    JsonContract,
+    NotesContract,
+    OriginContract,
+    communicator,
+)
 from apps.echo_sync.consumers import SyncEchoConsumer
 
 PREFIX = "/ws/sc/"
@@ -21,6 +27,11 @@ class TestJson(JsonContract):
 
 class TestOrigin(OriginContract):
     prefix = PREFIX
+
+
+class TestNotes(NotesContract):
+    prefix = PREFIX
+    ways = ("orm",)
 
 
 async def test_handlers_run_in_a_worker_thread() -> None:
