@@ -5,8 +5,10 @@ The behaviour design.md promises for an echo app, written once and run against e
 so the sync and async consumers are held to exactly the same contract.
 """
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -313,6 +315,43 @@ async def still_usable(comm: WebsocketCommunicator) -> None:
         "type": "echo",
         "data": "still here",
     }
+
+
+def lift_json_rate_limit(settings: Any) -> None:
+    """Let a socket ping back to back (the limiter would close it with 4429)."""
+    settings.WS_LIMITS = {
+        **settings.WS_LIMITS,
+        "json": {**settings.WS_LIMITS["json"], "messages_per_second": 0},
+    }
+
+
+async def echoes_during_block(
+    blocker: WebsocketCommunicator, pinger: WebsocketCommunicator, block: dict
+) -> tuple[dict, list[tuple[float, float]]]:
+    """
+    Send `block` on one socket while another pings the echo back to back, and return the
+    block's answer and every echo's (sent, received) wall-clock times. Whatever order the
+    server takes them in, some echoes are in flight during the whole sleep.
+    """
+    answered, under_way = asyncio.Event(), asyncio.Event()
+    trips: list[tuple[float, float]] = []
+
+    async def ping() -> None:
+        while not answered.is_set():
+            sent = time.time()
+            await pinger.send_json_to({"type": "echo", "data": len(trips)})
+            assert (await pinger.receive_json_from(timeout=5))["data"] == len(trips)
+            trips.append((sent, time.time()))
+            if len(trips) == 3:
+                under_way.set()
+
+    pinging = asyncio.create_task(ping())
+    await asyncio.wait_for(under_way.wait(), 5)  # the pinger runs before the block is sent
+    await blocker.send_json_to(block)
+    reply = await blocker.receive_json_from(timeout=5)
+    answered.set()
+    await pinging
+    return reply, trips
 
 
 @pytest.mark.django_db(transaction=True)

@@ -12,6 +12,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from django.conf import settings as django_settings
 from django.test import override_settings
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -115,5 +116,5 @@ async def exchange(path: str, sequence: list[Frame]) -> None:
 @example(sequence=[Frame(text='{"type": "close", "code": 4000, "reason": "\\ud800"}')])
 @example(sequence=[Frame(text='{"type": "echo", "data": ' + "[" * 981 + "]" * 981 + "}")])
 def test_any_input_gets_a_documented_answer(path: str, sequence: list[Frame]) -> None:
-    with override_settings(WS_LIMITS={"json": LIMITS}):
+    with override_settings(WS_LIMITS={**django_settings.WS_LIMITS, "json": LIMITS}):
         asyncio.run(exchange(path, sequence))
