@@ -1,7 +1,8 @@
 """
 Drive the socket console (static/js/console.js) from a test and read what its JavaScript saw.
 
-Tests assert on `window.socketConsoles[0]`: its `records` (every event and call, with the
+Tests assert on `window.socketConsoles[i]` (the page's main console is 0; the side-by-side
+panes of /sync/ and /async/ are 1 and 2): its `records` (every event and call, with the
 `via` list saying whether the `on<type>` property, addEventListener or both fired), its
 `readyStates` and its live `ws`, rather than on the text the page renders.
 """
@@ -14,25 +15,27 @@ Record = dict[str, Any]
 
 
 class Console:
-    """The socket console on one page."""
+    """One socket console on a page (`index` in `window.socketConsoles`)."""
 
-    def __init__(self, page: Page) -> None:
+    def __init__(self, page: Page, index: int = 0) -> None:
         self.page = page
-        self.root = page.locator("[data-socket-console]")
+        self.index = index
+        self.js = f"window.socketConsoles[{index}]"
+        self.root = page.locator("[data-socket-console]").nth(index)
 
     @classmethod
-    def open(cls, page: Page, path: str) -> "Console":
+    def open(cls, page: Page, path: str, index: int = 0) -> "Console":
         """Load a demo page and wait until its console script has started."""
         # console.js is deferred: it has run by DOMContentLoaded, no need to wait for "load".
         page.goto(path, wait_until="domcontentloaded")
         page.wait_for_function("() => (window.socketConsoles || []).length > 0")
-        return cls(page)
+        return cls(page, index)
 
     # ------------------------------------------------------------------ talking to the page
 
     def run(self, source: str, arg: Any = None) -> Any:
         """Run the JavaScript function `source`, `(c, arg) => ...`, on the console."""
-        return self.page.evaluate(f"(arg) => ({source})(window.socketConsoles[0], arg)", arg)
+        return self.page.evaluate(f"(arg) => ({source})({self.js}, arg)", arg)
 
     def records(self, kind: str | None = None, since: int = 0) -> list[Record]:
         """The console's records (of one kind), from index `since` on."""
@@ -52,7 +55,7 @@ class Console:
         """
         source = (
             "([kind, since, count]) => {"
-            "  const found = window.socketConsoles[0].records.slice(since)"
+            f"  const found = {self.js}.records.slice(since)"
             f"    .filter((r) => r.kind === kind && ({where}));"
             "  return found.length >= count ? found : null;"
             "}"
@@ -87,8 +90,8 @@ class Console:
         the page's smoke tests find them by their labels, and Connect is a real click.
         """
         self.page.evaluate(
-            """([endpoint, subprotocol, journal, reconnect, binaryType]) => {
-                const root = window.socketConsoles[0].root;
+            """([index, endpoint, subprotocol, journal, reconnect, binaryType]) => {
+                const root = window.socketConsoles[index].root;
                 const set = (name, prop, value) => {
                     const control = root.querySelector(`[data-${name}]`);
                     control[prop] = value;
@@ -101,7 +104,7 @@ class Console:
                 set("reconnect", "checked", reconnect);
                 set("binary-type", "value", binaryType);
             }""",
-            [endpoint, subprotocol, journal, reconnect, binary_type],
+            [self.index, endpoint, subprotocol, journal, reconnect, binary_type],
         )
         since = self.mark()
         self.root.get_by_role("button", name="Connect", exact=True).click()
@@ -142,13 +145,13 @@ class Console:
         once `event_type` is among them, read from the same feed the journal panel shows.
         """
         handle = self.page.wait_for_function(
-            """async (type) => {
-                const id = window.socketConsoles[0].journalId;
+            """async ([index, type]) => {
+                const id = window.socketConsoles[index].journalId;
                 const response = await fetch(`/journal/${id}/`);
                 const { events } = await response.json();
                 return events.some((e) => e.type === type) ? events : null;
             }""",
-            arg=event_type,
+            arg=[self.index, event_type],
             polling=50,
             timeout=timeout,
         )

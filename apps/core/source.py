@@ -56,6 +56,12 @@ def endpoints(routing: ModuleType) -> tuple[Endpoint, ...]:
 
 
 @cache
+def function_source(function: Any) -> SafeString:
+    """One function or method, highlighted (decorators included)."""
+    return _highlighted(inspect.cleandoc("\n" + inspect.getsource(function)))
+
+
+@cache
 def module_source(module: ModuleType) -> SafeString:
     """A whole module, highlighted."""
     return _highlighted(inspect.getsource(module))

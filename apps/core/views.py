@@ -1,13 +1,16 @@
 """Pages every demo shares: the index, the journal feed, and the consumer-style page."""
 
+import json
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.http import HttpRequest, JsonResponse
+from django.utils.safestring import SafeString
 from django.views.decorators.cache import never_cache
 from django.views.generic import TemplateView
 
 from . import journal, source
+from .models import MAX_NOTE_CHARS
 
 # The index lists these, in this order: (url name, title, consumer styles, what it teaches).
 DEMOS = [
@@ -45,11 +48,27 @@ class HomeView(TemplateView):
         return context
 
 
+class Handler(NamedTuple):
+    """A handler the side-by-side demo shows: its source and what its result teaches."""
+
+    name: str
+    title: str
+    source: SafeString
+    lesson: str
+
+
 class ConsumerStyleView(TemplateView):
     """A demo page: the app's endpoints, their consumers' source, and the socket console."""
 
     routing: ModuleType | None = None
     consumers: ModuleType | None = None
+    # The side-by-side demo (templates/core/_side_by_side.html), when the page has one: the
+    # JSON consumer, its handlers as (method, title, lesson), the note buttons as (label,
+    # extra fields) and the other command buttons as (label, command).
+    demo_consumer: type | None = None
+    demo_handlers: tuple[tuple[str, str, str], ...] = ()
+    note_commands: tuple[tuple[str, dict[str, Any]], ...] = ()
+    demo_commands: tuple[tuple[str, dict[str, Any]], ...] = ()
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         """Read routes and source from the modules that really serve the sockets."""
@@ -57,6 +76,23 @@ class ConsumerStyleView(TemplateView):
         context["endpoints"] = source.endpoints(self.routing)
         context["module_source"] = source.module_source(self.consumers)
         context["module_path"] = self.consumers.__name__.replace(".", "/") + ".py"
+        if self.demo_consumer is not None:
+            context["demo_endpoint"] = next(
+                e.path for e in context["endpoints"] if e.consumer == self.demo_consumer.__name__
+            )
+            context["handlers"] = [
+                Handler(
+                    name, title, source.function_source(getattr(self.demo_consumer, name)), lesson
+                )
+                for name, title, lesson in self.demo_handlers
+            ]
+            context["note_commands"] = [
+                (label, json.dumps(extra)) for label, extra in self.note_commands
+            ]
+            context["demo_commands"] = [
+                (label, json.dumps(cmd)) for label, cmd in self.demo_commands
+            ]
+            context["max_note_chars"] = MAX_NOTE_CHARS
         return context
 
 

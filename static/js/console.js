@@ -64,6 +64,8 @@ class SocketConsole extends EventTarget {
     this.backoff = { baseMs: RECONNECT_BASE_MS, capMs: RECONNECT_CAP_MS };
     this.journalId = null;
     this.journalTimer = null;
+    // performance.now() of the last send: each answer says how long after it it came.
+    this.lastSentAt = null;
     this.el = (name) => root.querySelector(`[data-${name}]`);
     this.bindControls();
     this.refreshStatus();
@@ -110,9 +112,10 @@ class SocketConsole extends EventTarget {
       case "open":
         return `readyState ${r.readyState} · protocol "${r.protocol}" · extensions "${r.extensions}"`;
       case "message":
-        return r.dataType === "string"
+        return (r.dataType === "string"
           ? `${r.size} B text: ${r.text.length > PREVIEW_CHARS ? `${r.text.slice(0, PREVIEW_CHARS)}…` : r.text}`
-          : `${r.size} B ${r.dataType}: ${r.hex.slice(0, PREVIEW_CHARS * 3)}${r.hex.length > PREVIEW_CHARS * 3 ? "…" : ""}`;
+          : `${r.size} B ${r.dataType}: ${r.hex.slice(0, PREVIEW_CHARS * 3)}${r.hex.length > PREVIEW_CHARS * 3 ? "…" : ""}`)
+          + (r.sinceSendMs === null ? "" : ` · ${r.sinceSendMs} ms after the last send`);
       case "error":
         return "the browser gives no details (a close event follows)";
       case "close":
@@ -145,6 +148,7 @@ class SocketConsole extends EventTarget {
     ws.binaryType = this.el("binary-type").value;
     this.ws = ws;
     this.wasOpen = false;
+    this.lastSentAt = null;
     this.readyStates = [ws.readyState];
     this.clearJournal();
     this.note("connect", { message: `new WebSocket("${ws.url}", ${JSON.stringify(this.protocols())})`, url: ws.url });
@@ -183,9 +187,14 @@ class SocketConsole extends EventTarget {
         this.reconnect.attempt = 0;
         this.note("open", { protocol: ws.protocol, extensions: ws.extensions }, via);
         break;
-      case "message":
-        this.note("message", await describeData(event.data), via);
+      case "message": {
+        // event.timeStamp and performance.now() share a clock: the wait ends at arrival.
+        const sinceSendMs = this.lastSentAt === null ? null : Math.round(event.timeStamp - this.lastSentAt);
+        this.note("message", { ...(await describeData(event.data)), sinceSendMs }, via);
+        const wait = this.el("last-wait");
+        if (wait && sinceSendMs !== null) wait.textContent = `${sinceSendMs} ms after the send`;
         break;
+      }
       case "error":
         this.note("error", {}, via);
         break;
@@ -216,8 +225,10 @@ class SocketConsole extends EventTarget {
   send(data, label) {
     if (!this.ws) return this.note("hint", { message: "connect first" });
     const before = this.ws.bufferedAmount;
+    const sentAt = performance.now();
     const error = this.attempt(label, () => this.ws.send(data));
     if (!error) {
+      this.lastSentAt = sentAt;
       this.records[this.records.length - 1].bufferedAmount = [before, this.ws.bufferedAmount];
     }
     return error;
@@ -420,6 +431,12 @@ class SocketConsole extends EventTarget {
     for (const button of this.root.querySelectorAll("[data-command]")) {
       button.addEventListener("click", () => this.sendText(button.dataset.command));
     }
+    // Note buttons send their command with the text typed into the note field.
+    for (const button of this.root.querySelectorAll("[data-note-command]")) {
+      button.addEventListener("click", () => {
+        this.sendJSON({ ...JSON.parse(button.dataset.noteCommand), text: this.el("note-text").value });
+      });
+    }
   }
 
   sendHex(as) {
@@ -446,3 +463,5 @@ class SocketConsole extends EventTarget {
 
 window.SocketConsole = SocketConsole;
 window.socketConsoles = Array.from(document.querySelectorAll("[data-socket-console]"), (root) => new SocketConsole(root));
+// Compact consoles (the side-by-side panes) open their socket as the page loads.
+for (const sc of window.socketConsoles) if (sc.root.hasAttribute("data-autoconnect")) sc.connect();
