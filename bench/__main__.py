@@ -15,7 +15,9 @@ import json
 import os
 import shlex
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -61,7 +63,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--members", default="100,1000", help="fan-out group sizes")
     parser.add_argument("--rounds", type=int, default=20, help="broadcasts per group size")
     parser.add_argument("--servers", default="daphne,uvicorn")
-    parser.add_argument("--sections", default="echo,connections,fanout,profile,tax")
+    parser.add_argument("--sections", default="echo,connections,fanout,profile,tax,orm")
     parser.add_argument("--no-docs", action="store_true", help="print only; leave docs/ alone")
     parser.add_argument("--daphne-args", default="", help="daphne's flags, as one string")
     return parser.parse_args()
@@ -277,12 +279,63 @@ def profile_section(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+# (style, JSON endpoint, [(what, payload)]): the plain echo, then a note saved and the latest
+# notes read back, each way the style has. Same socket count and loop as the echo rows.
+ORM_ROWS = [
+    (
+        "json sync",
+        "/ws/sc/json/",
+        [
+            ("echo", JSON_TEXT),
+            ("note · ORM", '{"type":"note","text":"a bench note"}'),
+            ("notes · ORM", '{"type":"notes"}'),
+        ],
+    ),
+    (
+        "json async",
+        "/ws/ac/json/",
+        [
+            ("echo", JSON_TEXT),
+            ("note · async ORM", '{"type":"note","text":"a bench note","via":"async_orm"}'),
+            (
+                "note · database_sync_to_async",
+                '{"type":"note","text":"a bench note","via":"database_sync_to_async"}',
+            ),
+            ("notes · async ORM", '{"type":"notes","via":"async_orm"}'),
+            ("notes · database_sync_to_async", '{"type":"notes","via":"database_sync_to_async"}'),
+        ],
+    ),
+]
+
+
+def orm_section(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """
+    A note saved (INSERT) and the ten latest read back (SELECT), per round trip, through each
+    style's ways to the ORM, beside the plain JSON echo of the same endpoint, on daphne with a
+    fresh SQLite database of its own.
+    """
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-orm-") as scratch:
+        database = os.path.join(scratch, "bench.sqlite3")
+        env = bench_env(DATABASE_PATH=database)
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"], env=env, check=True
+        )
+        process = start(args, "daphne", env, name="bench-orm")
+        with servers.running(process):
+            for style, path, ways in ORM_ROWS:
+                entries = [(what, style, process.ws_url + path, payload) for what, payload in ways]
+                rows += echo_rows(args, "daphne", entries)
+    return rows
+
+
 SECTIONS: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {
     "echo": echo_section,
     "connections": connections_section,
     "fanout": fanout_section,
     "profile": profile_section,
     "tax": lambda args: tax.measure(),
+    "orm": orm_section,
 }
 
 
