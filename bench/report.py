@@ -234,7 +234,10 @@ def orm_table(results: dict[str, Any]) -> str:
     header = ["style", "command · way", "round trips/s", "p50 ms", "p99 ms", "÷ echo",
               "client CPU", "errors"]  # fmt: skip
     note = (
-        "daphne, one process, SQLite (a fresh file), CONN_MAX_AGE 0 (Django's default). "
+        f"{results['settings'].get('orm_connections', '?')} connections, closed loop, like "
+        "the echo rows; daphne, one process, SQLite (a fresh file in /dev/shm: on disk every "
+        "commit waits "
+        "for its fsync, which caps every style alike), CONN_MAX_AGE 0 (Django's default). "
         "`note` saves one row (INSERT), `notes` reads the ten latest with their authors "
         "(SELECT ... JOIN, LIMIT 10); every way runs its queries in asgiref's one "
         "thread-sensitive thread, so they queue behind each other whatever the style. "
