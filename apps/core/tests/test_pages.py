@@ -43,7 +43,8 @@ def test_style_page_shows_the_routes_and_source_that_serve_it(
     html = client.get(path).content.decode()
     assert title(html) == f"{heading} · Channels showcase"
     options = re.findall(r'<option value="([^"]+)"', html)
-    assert options == ["/" + str(p.pattern) for p in routing.websocket_urlpatterns]
+    # The console, then the side-by-side panes A and B, each offering every route.
+    assert options == ["/" + str(p.pattern) for p in routing.websocket_urlpatterns] * 3
     for pattern in routing.websocket_urlpatterns:
         consumer = pattern.callback.consumer_class
         assert f'id="consumer-{consumer.__name__}"' in html
@@ -51,6 +52,28 @@ def test_style_page_shows_the_routes_and_source_that_serve_it(
         first_doc_line = inspect.getdoc(consumer).splitlines()[0]
         assert first_doc_line.replace('"', "&quot;").split("`")[0] in html
     assert consumers.__name__.replace(".", "/") + ".py" in html
+
+
+@pytest.mark.parametrize(
+    ("path", "endpoint", "handlers"),
+    [
+        ("/sync/", "/ws/sc/json/", ["save_note", "latest_notes", "block"]),
+        ("/async/", "/ws/ac/json/", ["save_note", "latest_notes", "latest_notes_in_thread",
+                                     "latest_notes_unsafe", "block"]),
+    ],
+)  # fmt: skip
+def test_side_by_side_panes_use_the_json_endpoint_and_show_each_handler(
+    client: Client, path: str, endpoint: str, handlers: list[str]
+) -> None:
+    html = client.get(path).content.decode()
+    assert re.findall(r'<option value="([^"]+)"[^>]* selected', html) == [endpoint, endpoint]
+    assert html.count("data-autoconnect") == 2
+    assert re.findall(r'id="handler-([a-z_]+)"', html) == handlers
+    for name in handlers:
+        assert f'<span class="nf">{name}</span>' in html  # the real source, highlighted
+    assert (
+        "notes.unsafe" in html if "latest_notes_unsafe" in handlers else "notes.unsafe" not in html
+    )
 
 
 def test_journal_feed_is_empty_for_an_unknown_id(client: Client) -> None:
