@@ -6,6 +6,7 @@ the consumer style itself. Nothing here does I/O.
 """
 
 import json
+import logging
 import math
 import re
 import threading
@@ -15,6 +16,8 @@ from typing import Any
 from django.conf import settings
 
 Envelope = dict[str, Any]
+
+logger = logging.getLogger(__name__)
 
 # RFC 6455 5.5: a close frame carries at most 125 bytes, two of them the code.
 MAX_REASON_BYTES = 123
@@ -215,4 +218,17 @@ def block_reply(seconds: float, how: str, started: float, ended: float, waited: 
         "waited": round(waited, 4),
         "started": started,
         "ended": ended,
+    }
+
+
+def database_error(error: Exception) -> Envelope:
+    """
+    The answer when the database fails a `note` or `notes` (locked, gone, out of space): one
+    log line for the operator, an error for the socket, which stays open.
+    """
+    logger.warning("database error: %s: %s", type(error).__name__, error)
+    return {
+        "type": "error",
+        "code": "database_error",
+        "message": f"the database failed ({type(error).__name__}); nothing was saved, try again",
     }

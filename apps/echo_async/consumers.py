@@ -20,6 +20,7 @@ from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
 from django.core.exceptions import SynchronousOnlyOperation
+from django.db import DatabaseError
 
 from apps.core import protocol
 from apps.core.consumers import NoDatabaseMixin
@@ -98,9 +99,11 @@ class AsyncJsonConsumer(AsyncJsonWebsocketConsumer):
             await self.receive_json(protocol.decode(text_data))
         except protocol.BadMessage as bad:
             await self.send_json(bad.envelope)
+        except DatabaseError as error:
+            await self.send_json(protocol.database_error(error))
 
     async def receive_json(self, content: dict[str, Any]) -> None:
-        """Act on one command: `echo`, `info`, `close`, `note`, `notes` or `block`."""
+        """Act on one command: `echo`, `info`, `close`, `note`, `notes`, `block`, `notes.unsafe`."""
         match content["type"]:
             case "echo":
                 await self.send_json({"type": "echo", "data": content.get("data")})

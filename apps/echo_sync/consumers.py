@@ -16,6 +16,7 @@ from typing import Any
 from channels.consumer import SyncConsumer
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import JsonWebsocketConsumer, WebsocketConsumer
+from django.db import DatabaseError
 
 from apps.core import protocol
 from apps.core.limits import BlockBudget, Limiter
@@ -87,6 +88,8 @@ class SyncJsonConsumer(JsonWebsocketConsumer):
             self.receive_json(protocol.decode(text_data))
         except protocol.BadMessage as bad:
             self.send_json(bad.envelope)
+        except DatabaseError as error:
+            self.send_json(protocol.database_error(error))
 
     def receive_json(self, content: dict[str, Any]) -> None:
         """Act on one command: `echo`, `info`, `close`, `note`, `notes` or `block`."""

@@ -452,6 +452,30 @@ class NotesContract:
         await still_usable(comm)
         await comm.disconnect()
 
+    async def test_a_failing_database_gets_an_error_and_one_log_line(
+        self, path: str, caplog
+    ) -> None:
+        def rename(old: str, new: str) -> None:
+            with connections["default"].cursor() as cursor:
+                cursor.execute(f"ALTER TABLE {old} RENAME TO {new}")
+
+        comm = await json_connected(path)
+        await sync_to_async(rename)("core_note", "core_note_away")
+        try:
+            for way in self.ways:
+                for content in ({"type": "note", "text": "lost"}, {"type": "notes"}):
+                    reply = await command(comm, {**content, "via": way})
+                    assert (reply["type"], reply["code"]) == ("error", "database_error"), reply
+                    assert "OperationalError" in reply["message"]
+        finally:
+            await sync_to_async(rename)("core_note_away", "core_note")
+        await still_usable(comm)
+        assert (await command(comm, {"type": "note", "text": "back"}))["text"] == "back"
+        await comm.disconnect()
+        failures = [r for r in caplog.records if r.getMessage().startswith("database error")]
+        assert len(failures) == 2 * len(self.ways)
+        assert all(r.exc_info is None for r in failures)  # one line each, no traceback
+
     async def test_block_answers_with_the_measured_wait(self, path: str) -> None:
         comm = await json_connected(path)
         reply = await command(comm, {"type": "block", "seconds": 0.2})
