@@ -106,6 +106,15 @@ class ServerProcess:
             return find_tracebacks(log.read().decode(errors="replace"))
 
 
+# Every server this process started, for `tracebacks_logged()`.
+STARTED: list[ServerProcess] = []
+
+
+def tracebacks_logged() -> list[str]:
+    """The tracebacks in the log of every server this process has started, each named."""
+    return [f"{s.log_path.name}:\n{t}" for s in STARTED for t in s.tracebacks()]
+
+
 def find_tracebacks(text: str) -> list[str]:
     """The Python tracebacks in a log, each from the line before it to its exception line."""
     lines = text.splitlines()
@@ -132,6 +141,7 @@ def _spawn(
     )
     log.close()
     server = ServerProcess(name, port, process, log_path, command)
+    STARTED.append(server)
     try:
         wait_for_port(port, process)
     except Exception:

@@ -10,6 +10,8 @@ uvicorn and let the hostile clients of tools/hostile.py loose on every endpoint.
 
 import asyncio
 import json
+import subprocess
+import sys
 import time
 from typing import Any
 from urllib.request import urlopen
@@ -26,7 +28,15 @@ from apps.core.disconnects import QuietDisconnectMiddleware
 from apps.echo_async import consumers as async_consumers
 from apps.echo_sync import consumers as sync_consumers
 from tools import hostile
-from tools.servers import ServerProcess, running, server_env, start_daphne, start_uvicorn
+from tools.servers import (
+    BASE_DIR,
+    ServerProcess,
+    find_tracebacks,
+    running,
+    server_env,
+    start_daphne,
+    start_uvicorn,
+)
 
 ECHO_CONSUMERS = [
     sync_consumers.SyncEchoConsumer,
@@ -212,3 +222,32 @@ async def test_hostile_clients_leave_no_traceback_and_the_server_serves_on(
     assert server.tracebacks() == []
     await still_serves(server, session_cookie)
     assert server.tracebacks() == []
+
+
+def test_a_short_chaos_soak_passes() -> None:
+    """`make soak SOAK_MODE=chaos` in miniature: steady sockets intact, nothing leaked."""
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.soak", "--chaos", "0.5", "--seconds", "3", "--sockets", "12"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=BASE_DIR,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Consumers and tasks back to the baseline: yes" in result.stdout
+    assert "Result: PASSED" in result.stdout
+
+
+def test_tracebacks_are_found_in_a_server_log() -> None:
+    log = (
+        "2026-11-26 ERROR daphne.server: Exception inside application: gone\n"
+        "Traceback (most recent call last):\n"
+        '  File "x.py", line 1, in f\n'
+        "    raise Disconnected()\n"
+        "autobahn.exception.Disconnected: Attempt to send on a closed protocol\n"
+        "127.0.0.1 - WSDISCONNECT /ws/sc/\n"
+    )
+    (found,) = find_tracebacks(log)
+    assert found.startswith("2026-11-26 ERROR daphne.server")
+    assert found.endswith("Attempt to send on a closed protocol")
+    assert find_tracebacks("INFO: Invalid UTF-8 sequence received from client.\n") == []
