@@ -128,9 +128,9 @@ def large(kind: str) -> bytes:
     return message * (6 * 1024 // 60)
 
 
-def small(kind: str) -> bytes:
-    """A hundred short messages, sent in one write: the application echoes them one by one."""
-    return b"".join(frame(TEXT, payload(kind, 200, n)) for n in range(1, 101))
+def small(kind: str, count: int = 100) -> bytes:
+    """Short messages, sent in one write: the application echoes them one by one."""
+    return b"".join(frame(TEXT, payload(kind, 200, n)) for n in range(1, count + 1))
 
 
 # ---------------------------------------------------------------------------- behaviours
@@ -177,7 +177,9 @@ async def invalid_while_echoing(port: int, path: str, kind: str, cookie: str = "
     reset(writer)
 
 
-async def send_past_close(port: int, path: str, kind: str, cookie: str = "") -> None:
+async def send_past_close(
+    port: int, path: str, kind: str, cookie: str = "", count: int = 100
+) -> None:
     """
     Ask a JSON endpoint to close the socket and keep sending in the same write, never reading:
     the consumer closes, then meets the messages queued behind the command and answers each
@@ -187,7 +189,7 @@ async def send_past_close(port: int, path: str, kind: str, cookie: str = "") -> 
     _, writer = await connect_raw(port, path, cookie)
     if kind == "json":
         writer.write(frame(TEXT, b'{"type": "close", "code": 4000}'))
-    writer.write(small(kind))
+    writer.write(small(kind, count))
     with contextlib.suppress(ConnectionError):
         await writer.drain()
     await asyncio.sleep(0.3)
