@@ -192,7 +192,7 @@ async def chaos_socket(port: int, index: int, stop: asyncio.Event, cycles: Count
             await asyncio.wait_for(behaviour(port, path, kind, ""), 10)
             cycles[name] += 1
         except (OSError, TimeoutError, hostile.HandshakeRefused) as error:
-            cycles[f"{name} (client failed: {type(error).__name__})"] += 1
+            cycles[f"{name} (failed: {error or type(error).__name__})"[:90]] += 1
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), max(0.0, 1 - (time.monotonic() - started)))
 

@@ -96,9 +96,12 @@ async def connect_raw(
     writer.write(upgrade_request(path, port, cookie=cookie))
     try:
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HANDSHAKE_SECONDS)
-    except (TimeoutError, asyncio.IncompleteReadError, ConnectionError):
+    except TimeoutError:
         reset(writer)
-        raise HandshakeRefused(f"no handshake response on {path}") from None
+        raise HandshakeRefused("no answer to the upgrade request") from None
+    except (asyncio.IncompleteReadError, ConnectionError) as error:
+        reset(writer)
+        raise HandshakeRefused(f"connection lost before the answer ({error!r})") from None
     if not head.startswith(b"HTTP/1.1 101"):
         reset(writer)
         raise HandshakeRefused(head.split(b"\r\n", 1)[0].decode(errors="replace"))
