@@ -380,6 +380,10 @@ def main() -> None:
     if not args.no_docs:
         report.write_docs(results, text)
         print("wrote docs/benchmarks.md and docs/benchmarks.png")
+    if found := servers.tracebacks_logged():
+        # Figures from a server that logged a traceback are not results.
+        print(f"\nFAILED: servers logged {len(found)} traceback(s):", *found, sep="\n\n")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

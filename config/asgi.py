@@ -20,6 +20,7 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from apps.auth_ws.routing import websocket_urlpatterns as auth_ws_routes  # noqa: E402
+from apps.core.disconnects import QuietDisconnectMiddleware  # noqa: E402
 from apps.core.journal import JournalMiddleware  # noqa: E402
 from apps.core.routing import websocket_urlpatterns as no_route  # noqa: E402
 from apps.echo_async.routing import websocket_urlpatterns as echo_async_routes  # noqa: E402
@@ -29,12 +30,16 @@ from apps.echo_sync.routing import websocket_urlpatterns as echo_sync_routes  # 
 # `no_route` matches anything, so it comes last.
 websocket_urlpatterns = echo_sync_routes + echo_async_routes + auth_ws_routes + no_route
 
+# QuietDisconnectMiddleware, outermost: a client that vanishes mid-send ends its consumer
+# quietly instead of raising inside it (channels#1820; apps/core/disconnects.py).
 application = ProtocolTypeRouter(
     {
         # The `daphne` command serves no static files; this handler does, for every server.
-        "http": ASGIStaticFilesHandler(django_asgi_app),
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(JournalMiddleware(URLRouter(websocket_urlpatterns)))
+        "http": QuietDisconnectMiddleware(ASGIStaticFilesHandler(django_asgi_app)),
+        "websocket": QuietDisconnectMiddleware(
+            AllowedHostsOriginValidator(
+                AuthMiddlewareStack(JournalMiddleware(URLRouter(websocket_urlpatterns)))
+            )
         ),
     }
 )

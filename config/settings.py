@@ -166,11 +166,16 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "filters": {
+        "client_error": {"()": "apps.core.log_filters.ClientErrorWithoutTraceback"},
+    },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         # daphne logs every HTTP request at INFO through its access log; keep it readable.
         "daphne": {"level": "WARNING"},
+        # uvicorn logs a client's invalid UTF-8 with a traceback of its own (log_filters.py).
+        "uvicorn.error": {"filters": ["client_error"]},
     },
 }
 
@@ -204,3 +209,8 @@ JOURNAL_PATH_PREFIXES = ("/ws/sc/", "/ws/ac/", "/ws/auth/")
 # socket's last heartbeat (sent every third of it), so a server process that dies without
 # saying goodbye drops out of "who is online" by itself. Tests shorten it.
 PRESENCE_TTL = float(os.environ.get("PRESENCE_TTL") or 30)
+
+# `/stats/` (apps/core/stats.py): live consumer instances, asyncio tasks, threads and memory of
+# the server process, for the chaos soak (`make soak SOAK_MODE=chaos`). Off by default: a
+# normal run answers 404 there.
+SHOWCASE_STATS = env_bool("SHOWCASE_STATS", False)

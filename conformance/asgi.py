@@ -3,8 +3,9 @@ The pure-echo consumers, routed for the Autobahn testsuite only.
 
 Autobahn's fuzzing client sends no `Origin` header, which `config.asgi` rightly refuses. This
 module routes the very same consumer instances (taken from each app's `websocket_urlpatterns`)
-without the origin validator, auth or journal around them. It exists for `make conformance`
-and its tests; never serve it to a browser.
+without the origin validator, auth or journal around them, but inside the same
+`QuietDisconnectMiddleware`. It exists for `make conformance` and its tests; never serve it to
+a browser.
 """
 
 import os
@@ -17,6 +18,7 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from apps.core.disconnects import QuietDisconnectMiddleware  # noqa: E402
 from apps.echo_async.routing import websocket_urlpatterns as echo_async_routes  # noqa: E402
 from apps.echo_sync.routing import websocket_urlpatterns as echo_sync_routes  # noqa: E402
 
@@ -29,6 +31,11 @@ websocket_urlpatterns = [
     if "/" + str(route.pattern) in PURE_ECHO_PATHS
 ]
 
+# The same guard as config/asgi.py: the suite fails connections while echoes are in flight,
+# which without it logs a traceback per case (channels#1820).
 application = ProtocolTypeRouter(
-    {"http": django_asgi_app, "websocket": URLRouter(websocket_urlpatterns)}
+    {
+        "http": django_asgi_app,
+        "websocket": QuietDisconnectMiddleware(URLRouter(websocket_urlpatterns)),
+    }
 )

@@ -9,7 +9,8 @@ The run starts its own daphne on a free port serving `conformance.asgi` (the ech
 without the origin validator: the suite sends no Origin header), with daphne's message and
 frame cap raised for case 9's 16 MiB messages and the showcase's own limits lifted through the
 `WS_LIMITS` environment variable. It prints the summary, optionally writes it as Markdown, and
-exits non-zero if any case failed for a reason not on file below.
+exits non-zero if any case failed for a reason not on file below, or if daphne's log holds a
+traceback (whatever a client does, the server must not log one).
 """
 
 import argparse
@@ -33,6 +34,9 @@ DAPHNE_ARGS = (
 )
 # Cases 9.7 and 9.8 send 1,000 messages as fast as they can: no rate limit for this run.
 WS_LIMITS = {"echo": {"max_message_bytes": MAX_MESSAGE, "messages_per_second": 0, "burst": 0}}
+REAPER_SECONDS = 1.5
+# Where run_suite puts the server log's tracebacks beside Autobahn's results.
+TRACEBACKS = "server tracebacks"
 BEHAVIOURS = ("OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED")
 
 # Why a case is not plain OK. The consumers echo every message unchanged: all of these come
@@ -141,7 +145,12 @@ def run_suite(
             )
         if server.process.poll() is not None:
             raise RuntimeError(f"daphne died during the run; its log:\n{server.log()}")
-    return json.loads((outdir / "index.json").read_text())
+        # daphne logs an application's exception when it reaps it, once a second.
+        time.sleep(REAPER_SECONDS)
+        tracebacks = server.tracebacks()
+    index = json.loads((outdir / "index.json").read_text())
+    index[TRACEBACKS] = tracebacks
+    return index
 
 
 def summarise(index: dict, outdir: Path) -> tuple[str, list[str]]:
@@ -213,6 +222,9 @@ How the server was set up for the run, and why:
 - `conformance/asgi.py` routes the same consumer classes as `config/asgi.py`, **without**
   `AllowedHostsOriginValidator` (and without auth and the journal): the suite sends no `Origin`
   header, and the origin check would refuse every handshake. `config/asgi.py` is unchanged.
+  The consumers sit inside the same `QuietDisconnectMiddleware` as there: the suite fails
+  connections while echoes are in flight, and before that guard (channels#1820) daphne logged
+  4 "Attempt to send on a closed protocol" tracebacks in a run of these groups.
 - daphne runs with `--websocket-max-message-size {MAX_MESSAGE} --websocket-max-frame-size
   {MAX_MESSAGE}`: cases 9.1 and 9.2 send messages of up to 16 MiB.
 - The showcase's own limits are lifted with `WS_LIMITS='{json.dumps(WS_LIMITS)}'` in
@@ -242,8 +254,10 @@ def main() -> int:
     outdir = ARTIFACTS / "autobahn" / time.strftime("%Y%m%d-%H%M%S")
     started = time.monotonic()
     index = run_suite(args.python2, libdir, paths, parse_groups(args.groups), outdir, args.timeout)
+    tracebacks = index.pop(TRACEBACKS)
     seconds = time.monotonic() - started
     body, unexplained = summarise(index, outdir)
+    body += f"\n\nTracebacks in daphne's log during the run: **{len(tracebacks)}**."
     print(body)
     runs = sum(len(cases) for cases in index.values())
     print(f"\n{runs} case runs in {seconds:.0f} s; Autobahn's reports: {outdir}")
@@ -252,8 +266,11 @@ def main() -> int:
         print(f"wrote {args.markdown}")
     if unexplained:
         print("Not OK for a reason not on file:", *unexplained, sep="\n  ", file=sys.stderr)
-        return 1
-    return 0
+    if tracebacks:
+        # A client, however hostile, must never make the server log a traceback.
+        print(f"daphne logged {len(tracebacks)} traceback(s):", file=sys.stderr)
+        print(*tracebacks, sep="\n\n", file=sys.stderr)
+    return 1 if unexplained or tracebacks else 0
 
 
 if __name__ == "__main__":

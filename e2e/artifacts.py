@@ -18,6 +18,8 @@ from tools.servers import ARTIFACTS, ServerProcess
 
 # Servers the browser tests started and have not stopped yet (session, pair, per-test ones).
 LIVE_SERVERS: list[ServerProcess] = []
+# Every server the suite started, stopped or not: their logs must stay free of tracebacks.
+STARTED_SERVERS: list[ServerProcess] = []
 
 RECORDS_JS = "() => (window.socketConsoles || []).map((c) => c.records)"
 
@@ -25,6 +27,7 @@ RECORDS_JS = "() => (window.socketConsoles || []).map((c) => c.records)"
 def register(server: ServerProcess) -> ServerProcess:
     """Include this server's log in the artefacts of tests that fail while it runs."""
     LIVE_SERVERS.append(server)
+    STARTED_SERVERS.append(server)
     return server
 
 

@@ -211,6 +211,42 @@ def new_context(
 # ---------------------------------------------------------------------------- failures
 
 
+@pytest.fixture(autouse=True)
+def _server_logs_stay_clean() -> Iterator[None]:
+    """
+    Fail the test during which a server the suite started logged a traceback: whatever the
+    browser does, no server may log one. (daphne logs an application's exception when it
+    reaps it, up to a second later, so one may surface in the next test.)
+    """
+    start = {server.log_path: server.log_size() for server in artifacts.STARTED_SERVERS}
+    yield
+    found = new_tracebacks(start)
+    if found:
+        pytest.fail("a server logged a traceback:\n\n" + "\n\n".join(found), pytrace=False)
+
+
+def new_tracebacks(start: dict[Path, int]) -> list[str]:
+    """Tracebacks logged by the suite's servers after these offsets (0 for newer servers)."""
+    found = []
+    for server in artifacts.STARTED_SERVERS:
+        since = start.get(server.log_path, 0)
+        found += [f"{server.log_path.name}:\n{t}" for t in server.tracebacks(since=since)]
+        LOG_CHECKED[server.log_path] = server.log_size()
+    return found
+
+
+# How far each server's log has been read for tracebacks.
+LOG_CHECKED: dict[Path, int] = {}
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the session if a server logged a traceback after the last test (e.g. stopping)."""
+    found = new_tracebacks(dict(LOG_CHECKED))
+    if found:
+        print("\nA server logged a traceback after the tests:\n\n" + "\n\n".join(found))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
     """On a test's first failure, save its artefacts while its pages are still open."""

@@ -152,13 +152,9 @@ def test_anonymous_socket_gets_4401_and_strict_gets_1006(page: Page) -> None:
     anonymous.get_by_role("button", name="Connect to /ws/auth/", exact=True).click()
     close = console.wait_for("close", since, where="r.code === 4401")[0]
     kinds = [r["kind"] for r in console.records(since=since)]
-    lost = ["open", "close", "reconnecting", "connect", "reconnected"]
-    if kinds[kinds.index("open") :] != ["open", "close"]:  # accepted, then closed
-        # Seen once in five CI runs: daphne (autobahn) answers the browser's close reply with a
-        # TCP reset, and Chromium then reported 1006 instead of 4401. The console took that for
-        # a server loss and reconnected once; the second socket got 4401 and stayed closed.
-        assert kinds[kinds.index("open") :] == [*lost, "open", "close"]
-        assert console.records("close", since)[0]["code"] == 1006
+    # Accepted, then closed; never a 1006 and a reconnect first: daphne now waits long enough
+    # for the browser's close reply (test_a_late_page_still_gets_the_close_code).
+    assert kinds[kinds.index("open") :] == ["open", "close"]
     # The application's code arrives; its reason does not (daphne#374), and daphne's reset
     # after the closing handshake makes Chromium report wasClean false.
     assert (close["code"], close["reason"], close["wasClean"]) == (4401, "", False)
@@ -176,6 +172,27 @@ def test_anonymous_socket_gets_4401_and_strict_gets_1006(page: Page) -> None:
     assert (close["code"], close["wasClean"]) == (1006, False)
     expect(anonymous.locator("[data-try-result]")).to_contain_text("close with code 1006")
     assert console.records("reconnecting", since) == []
+
+
+# Opens a socket while the page's main thread is busy, as on a loaded machine; the close code.
+LATE_PAGE_JS = """async ([url, busy]) => new Promise((resolve) => {
+  const ws = new WebSocket(url);
+  const until = performance.now() + busy;
+  while (performance.now() < until) {}
+  ws.onclose = (event) => resolve(event.code);
+})"""
+
+
+def test_a_late_page_still_gets_the_close_code(page: Page, daphne_server: ServerProcess) -> None:
+    """
+    The rare 1006-instead-of-4401: autobahn's "1 s" wait for the close reply really ends at the
+    next whole second (txaio's timer truncates it), so a page that takes the handshake in late
+    got a TCP reset and Chromium reported 1006 (docs/upstream/autobahn-close-timeout.md).
+    apps/core/daphne_close.py gives it 4-5 s; before it, this page got 1006 every time.
+    """
+    page.goto("/auth/")
+    code = page.evaluate(LATE_PAGE_JS, [daphne_server.ws_url + "/ws/auth/", 1500])
+    assert code == 4401
 
 
 def test_lobby_across_two_processes(

@@ -89,6 +89,46 @@ class ServerProcess:
         """What the server has printed so far."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def log_size(self) -> int:
+        """How many bytes of log there are so far: an offset for `tracebacks(since=...)`."""
+        return self.log_path.stat().st_size if self.log_path.exists() else 0
+
+    def tracebacks(self, since: int = 0) -> list[str]:
+        """
+        Every traceback in the log after byte offset `since`, each with the line logged just
+        before it (what the server was reporting). A server log is part of a run's result:
+        tests, the soak and the conformance run fail when this is not empty.
+        """
+        if not self.log_path.exists():
+            return []
+        with self.log_path.open("rb") as log:
+            log.seek(since)
+            return find_tracebacks(log.read().decode(errors="replace"))
+
+
+# Every server this process started, for `tracebacks_logged()`.
+STARTED: list[ServerProcess] = []
+
+
+def tracebacks_logged() -> list[str]:
+    """The tracebacks in the log of every server this process has started, each named."""
+    return [f"{s.log_path.name}:\n{t}" for s in STARTED for t in s.tracebacks()]
+
+
+def find_tracebacks(text: str) -> list[str]:
+    """The Python tracebacks in a log, each from the line before it to its exception line."""
+    lines = text.splitlines()
+    found = []
+    for i, line in enumerate(lines):
+        if line.strip() != "Traceback (most recent call last):":
+            continue
+        end = i + 1
+        # The frames are indented; the first line that is not ends the traceback.
+        while end < len(lines) and (lines[end][:1].isspace() or not lines[end]):
+            end += 1
+        found.append("\n".join(lines[max(0, i - 1) : end + 1]))
+    return found
+
 
 def _spawn(
     name: str, command: list[str], port: int, env: Mapping[str, str] | None
@@ -101,6 +141,7 @@ def _spawn(
     )
     log.close()
     server = ServerProcess(name, port, process, log_path, command)
+    STARTED.append(server)
     try:
         wait_for_port(port, process)
     except Exception:

@@ -6,3 +6,9 @@ class CoreConfig(AppConfig):
 
     name = "apps.core"
     label = "core"
+
+    def ready(self) -> None:
+        """Under daphne, let browsers answer a server's close in time (daphne_close.py)."""
+        from .daphne_close import lengthen_close_handshake
+
+        lengthen_close_handshake()

@@ -4,12 +4,13 @@ import json
 from types import ModuleType
 from typing import Any, NamedTuple
 
-from django.http import HttpRequest, JsonResponse
+from django.conf import settings
+from django.http import Http404, HttpRequest, JsonResponse
 from django.utils.safestring import SafeString
 from django.views.decorators.cache import never_cache
 from django.views.generic import TemplateView
 
-from . import journal, source
+from . import journal, source, stats
 from .models import MAX_NOTE_CHARS
 
 # The index lists these, in this order: (url name, title, consumer styles, what it teaches).
@@ -100,3 +101,11 @@ class ConsumerStyleView(TemplateView):
 async def journal_feed(request: HttpRequest, journal_id: str) -> JsonResponse:
     """The ASGI events journaled under this id (async: the journal lives on the event loop)."""
     return JsonResponse({"events": journal.read(journal_id)})
+
+
+@never_cache
+async def stats_feed(request: HttpRequest) -> JsonResponse:
+    """The server's insides for the chaos soak (stats.py); 404 unless SHOWCASE_STATS is on."""
+    if not settings.SHOWCASE_STATS:
+        raise Http404("stats are off")
+    return JsonResponse(stats.snapshot())
