@@ -197,7 +197,7 @@ for _kind, _overrides in json.loads(os.environ.get("WS_LIMITS") or "{}").items()
 
 # The event journal (apps/core/journal.py) records the ASGI events of connections that ask
 # for it with ?journal=<id>, on these paths only, so a page can show what the consumer saw.
-JOURNAL_PATH_PREFIXES = ("/ws/sc/", "/ws/ac/", "/ws/auth/")
+JOURNAL_PATH_PREFIXES = ("/ws/sc/", "/ws/ac/", "/ws/auth/", "/ws/jobs/")
 
 # The lobby's presence entries (apps/auth_ws/presence.py) expire this many seconds after their
 # socket's last heartbeat (sent every third of it), so a server process that dies without
