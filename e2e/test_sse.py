@@ -90,3 +90,29 @@ def test_anonymous_lobby_stream_gets_403_and_the_browser_gives_up(page: Page) ->
     assert error["readyState"] == 2  # not 200: no reconnect, CLOSED for good
     expect(page.locator("[data-stream-state]")).to_have_text("2 CLOSED")
     assert [r["kind"] for r in records(page)] == ["new", "error"]
+
+
+def test_lobby_on_sse_hears_a_csrf_protected_post(
+    page: Page, django_user_model: Any
+) -> None:
+    django_user_model.objects.create_user("alice", password="a long demo passphrase")
+    page.goto("/accounts/login/?next=/http/")
+    page.get_by_label("Username").fill("alice")
+    page.get_by_label("Password").fill("a long demo passphrase")
+    page.get_by_role("button", name="Log in").click()
+    connect(page, "/sse/lobby/")
+    assert wait_for(page, "hello")[0]["data"]["user"] == "alice"
+    # Chat goes up as a CSRF-protected POST and comes back down the stream, as a named event.
+    page.get_by_label("Chat to the lobby").fill("hello over SSE")
+    page.get_by_role("button", name="Send").click()
+    chat = wait_for(page, "chat")[0]
+    assert chat["data"]["text"] == "hello over SSE"
+    assert chat["data"]["user"] == "alice"
+    assert chat["via"] == ["addEventListener"]
+    assert int(chat["id"]) == chat["data"]["id"]
+    assert wait_for(page, "post")[0]["data"]["status"] == 201
+    # A POST without the CSRF token is refused.
+    refused = page.request.post("/http/lobby/say/", form={"text": "no token"})
+    assert refused.status == 403
+    assert len(wait_for(page, "chat")) == 1
+

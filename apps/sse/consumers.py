@@ -23,7 +23,6 @@ is `http.disconnect`, and the consumer cancels its timers, leaves its groups and
 import asyncio
 import functools
 import json
-import logging
 import os
 import time
 from typing import Any
@@ -38,9 +37,9 @@ from django.conf import settings
 from apps.core import lobby
 from apps.core.consumers import NoDatabaseMixin
 
-logger = logging.getLogger(__name__)
-
 MAX_CHAT_CHARS = 500
+# Event ids are integers a browser holds exactly (JavaScript numbers, below 2**53).
+MAX_EVENT_ID = 2**53 - 1
 
 
 class BadRequest(Exception):
@@ -68,8 +67,8 @@ def last_event_id(scope: dict[str, Any]) -> int | None:
     for name, value in scope.get("headers", ()):
         if name == b"last-event-id":
             text = value.decode("latin-1").strip()
-            if not text.isdigit() or len(text) > 18:
-                raise BadRequest(400, "Last-Event-ID must be a non-negative integer")
+            if not text.isdigit() or len(text) > 16 or int(text) > MAX_EVENT_ID:
+                raise BadRequest(400, f"Last-Event-ID must be an integer from 0 to {MAX_EVENT_ID}")
             return int(text)
     return None
 
@@ -109,15 +108,6 @@ class EventStreamConsumer(NoDatabaseMixin, AsyncHttpConsumer):
         finally:
             # Also when the server cancels us: no timer fires and no group keeps our channel.
             await self.stop()
-
-    async def dispatch(self, message: dict[str, Any]) -> None:
-        """Call the handler for the message's type; ignore group messages meant for others."""
-        handler = getattr(self, message["type"].replace(".", "_"), None)
-        if handler is None:
-            # The groups we join are shared with socket consumers (presence notices...).
-            logger.debug("%s ignores %s", type(self).__name__, message["type"])
-            return
-        await handler(message)
 
     async def http_request(self, message: dict[str, Any]) -> None:
         """Collect the body, then let `handle()` open the stream; stay alive if it did."""
@@ -281,11 +271,14 @@ class LobbyStreamConsumer(EventStreamConsumer):
 
     async def lobby_chat(self, event: dict[str, Any]) -> None:
         """A message from the lobby group (a socket, or the POST view, published it)."""
-        if event["id"] > self.last_id + 1:
+        if self.last_id and event["id"] > self.last_id + 1:
             # One or more messages are still on their way (or were lost): read them from the
             # history first, so this client always sees ids in order, each once.
             await self.catch_up(report_gap=True)
         await self.send_chat(event)
+
+    async def presence_changed(self, event: dict[str, Any]) -> None:
+        """The socket lobby's notice to the same group: presence is not part of this stream."""
 
 
 def query_int(scope: dict[str, Any], name: str, *, default: int, maximum: int) -> int:

@@ -143,6 +143,7 @@ async def test_per_stream_ends_the_response_after_a_bye() -> None:
     [
         ((b"last-event-id", b"seven"), b"", 400),
         ((b"last-event-id", b"-1"), b"", 400),
+        ((b"last-event-id", b"9007199254740992"), b"", 400),
         ((b"x-nothing", b""), b"per_stream=many", 400),
         ((b"x-nothing", b""), b"per_stream=100000", 400),
     ],
