@@ -5,11 +5,38 @@ recorded (`window.sseConsole.records`). The session daphne ticks ten times a sec
 the browser to reconnect after 200 ms (e2e/conftest.py).
 """
 
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from playwright.sync_api import Page, expect
 
+from tools.servers import ServerProcess
+
 Record = dict[str, Any]
+
+
+@pytest.fixture(autouse=True)
+def no_traceback(daphne_server: ServerProcess) -> Iterator[None]:
+    """Streams that end, clients that leave: none may leave a traceback in the server's log."""
+    start = len(daphne_server.log())
+    yield
+    assert "Traceback" not in daphne_server.log()[start:]
+
+
+def test_page_loads_without_errors_and_shows_the_real_consumers(page: Page) -> None:
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto("/http/")
+    expect(page.get_by_role("heading", level=1)).to_have_text("HTTP consumers: Server-Sent Events")
+    nav = page.get_by_role("navigation", name="Main")
+    expect(nav.get_by_role("link", name="HTTP", exact=True)).to_have_attribute(
+        "aria-current", "page"
+    )
+    expect(page.get_by_label("Source of TicksConsumer")).to_contain_text("class TicksConsumer(")
+    expect(page.get_by_label("Source of LobbyStreamConsumer")).to_contain_text("lobby_chat")
+    expect(page.locator("[data-stream-state]")).to_have_text("no stream")
+    assert errors == []
 
 
 def connect(page: Page, url: str, per_stream: int = 0, with_credentials: bool = False) -> None:
@@ -92,9 +119,7 @@ def test_anonymous_lobby_stream_gets_403_and_the_browser_gives_up(page: Page) ->
     assert [r["kind"] for r in records(page)] == ["new", "error"]
 
 
-def test_lobby_on_sse_hears_a_csrf_protected_post(
-    page: Page, django_user_model: Any
-) -> None:
+def test_lobby_on_sse_hears_a_csrf_protected_post(page: Page, django_user_model: Any) -> None:
     django_user_model.objects.create_user("alice", password="a long demo passphrase")
     page.goto("/accounts/login/?next=/http/")
     page.get_by_label("Username").fill("alice")
@@ -115,4 +140,3 @@ def test_lobby_on_sse_hears_a_csrf_protected_post(
     refused = page.request.post("/http/lobby/say/", form={"text": "no token"})
     assert refused.status == 403
     assert len(wait_for(page, "chat")) == 1
-
