@@ -21,8 +21,10 @@ is `http.disconnect`, and the consumer cancels its timers, leaves its groups and
 """
 
 import asyncio
+import contextlib
 import functools
 import json
+import logging
 import os
 import time
 from typing import Any
@@ -33,11 +35,19 @@ from channels.generic.http import AsyncHttpConsumer
 from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 from django.conf import settings
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from apps.core import lobby
 from apps.core.consumers import NoDatabaseMixin
 
+logger = logging.getLogger(__name__)
+
 MAX_CHAT_CHARS = 500
+# What an unreachable channel layer or history (Redis) raises, once redis-py's retries are spent.
+UNREACHABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, asyncio.TimeoutError)
+# How long EventSource should wait before it retries a stream the server could not serve.
+UNAVAILABLE_RETRY_MS = 10_000
 # Event ids are integers a browser holds exactly (JavaScript numbers, below 2**53).
 MAX_EVENT_ID = 2**53 - 1
 
@@ -105,6 +115,8 @@ class EventStreamConsumer(NoDatabaseMixin, AsyncHttpConsumer):
             await await_many_dispatch(sources, self.dispatch)
         except StopConsumer:
             pass
+        except UNREACHABLE as error:
+            await self.unavailable(error)
         finally:
             # Also when the server cancels us: no timer fires and no group keeps our channel.
             await self.stop()
@@ -163,6 +175,18 @@ class EventStreamConsumer(NoDatabaseMixin, AsyncHttpConsumer):
         await self.send_body(b"", more_body=False)
         raise StopConsumer()
 
+    async def unavailable(self, error: BaseException) -> None:
+        """
+        Redis is unreachable: end the stream with an `unavailable` event and a longer `retry:`,
+        so EventSource comes back later (and resumes with Last-Event-ID). One log line.
+        """
+        logger.info("ending %s: channel layer unreachable (%r)", self.scope["path"], error)
+        if not self.streaming:
+            await self.open_stream()
+        notice = format_event({"retry_ms": UNAVAILABLE_RETRY_MS}, event="unavailable")
+        await self.send_body(f"retry: {UNAVAILABLE_RETRY_MS}\n".encode() + notice)
+        self.streaming = False
+
     def later(self, delay: float, event: dict[str, Any]) -> None:
         """Dispatch `event` to this consumer after `delay` seconds (one timer per event type)."""
         if previous := self.timers.get(event["type"]):
@@ -188,7 +212,10 @@ class EventStreamConsumer(NoDatabaseMixin, AsyncHttpConsumer):
             timer.cancel()
         self.timers.clear()
         while self.joined:
-            await self.channel_layer.group_discard(self.joined.pop(), self.channel_name)
+            group = self.joined.pop()
+            # Redis gone: nothing to tell it; channels-redis expires the membership itself.
+            with contextlib.suppress(*UNREACHABLE):
+                await self.channel_layer.group_discard(group, self.channel_name)
 
 
 class TicksConsumer(EventStreamConsumer):

@@ -16,6 +16,7 @@ from django.contrib.auth import get_user_model
 from django.db import connections
 from django.test import AsyncClient
 from django.urls import reverse
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from apps.core import lobby
 from config.asgi import application
@@ -46,6 +47,7 @@ class Stream:
         }
         self.app = ApplicationCommunicator(application, scope)
         self.buffer = ""
+        self.ended = False
 
     async def start(self) -> dict:
         """Send the request; return the `http.response.start` event."""
@@ -63,8 +65,9 @@ class Stream:
     async def block(self) -> dict[str, str] | str:
         """The next event block ("\\n\\n"-terminated): its fields, or the comment text."""
         while "\n\n" not in self.buffer:
+            assert not self.ended, f"the stream ended: {self.buffer!r}"
             body = await self.chunk()
-            assert body["more_body"], f"the stream ended: {self.buffer!r}"
+            self.ended = not body["more_body"]
             self.buffer += body["body"].decode()
         block, self.buffer = self.buffer.split("\n\n", 1)
         if block.startswith(":"):
@@ -273,3 +276,24 @@ async def test_lobby_stream_ignores_other_group_messages(alice: str) -> None:
     while int((await stream.event("chat"))["id"]) != message["id"]:
         pass
     await stream.disconnect()
+
+
+@pytest.mark.parametrize("fails", ["group_add", "since"])
+async def test_unreachable_redis_ends_the_stream_with_a_longer_retry(
+    alice: str, fails: str, monkeypatch, caplog
+) -> None:
+    async def down(*args: object) -> None:
+        raise RedisConnectionError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
+
+    target = get_channel_layer() if fails == "group_add" else lobby
+    monkeypatch.setattr(target, fails, down)
+    stream = Stream(LOBBY, headers=[(b"cookie", alice.encode())])
+    assert (await stream.start())["status"] == 200  # EventSource retries only after a 200
+    if fails == "since":
+        await stream.event("hello")  # the stream was open when the history failed
+    notice = await stream.event("unavailable")
+    assert notice["data"] == {"retry_ms": 10_000}
+    assert notice["retry"] == "10000"
+    assert stream.ended and stream.buffer == ""  # that was the response's last chunk
+    await stream.app.wait(timeout=1)  # ended quietly: no exception out of the application
+    assert "channel layer unreachable" in caplog.text
