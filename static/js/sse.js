@@ -13,7 +13,7 @@
   if (!root) return;
   const el = (name) => root.querySelector(`[data-${name}]`);
   const STATES = ["CONNECTING", "OPEN", "CLOSED"];
-  const NAMED = ["hello", "bye", "chat", "gap"];
+  const NAMED = ["hello", "bye", "chat", "gap", "unavailable"];
   const viaNodes = new WeakMap(); // record -> its "via" element in the log
 
   const sse = {
