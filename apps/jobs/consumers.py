@@ -13,6 +13,7 @@ separate worker could never see the messages, so there the server runs the same 
 itself (worker.py): the same routing, the same consumer, in a thread of its own.
 """
 
+import asyncio
 import logging
 import math
 import os
@@ -71,6 +72,11 @@ def valid_n(value: Any, maximum: int) -> bool:
 class PrimeCounter(SyncConsumer):
     """Serves the channel "jobs": counts primes up to n, blocking, and reports progress."""
 
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Remember the event loop the replies go through (handlers run in another thread)."""
+        self.loop = asyncio.get_running_loop()
+        await super().__call__(scope, receive, send)
+
     def job_run(self, message: dict[str, Any]) -> None:
         """Do one job; its progress and result go to the socket that asked (`reply_to`)."""
         reply_to, job, n = message.get("reply_to"), message.get("job"), message.get("n")
@@ -84,6 +90,11 @@ class PrimeCounter(SyncConsumer):
         started = time.monotonic()
         primes = 0
         for checked, primes in count_primes(n):
+            if not self.loop.is_running():
+                # The server is exiting: a reply would wait forever for its stopped loop, and
+                # this thread would hold the process open. Give the job up.
+                logger.info("event loop stopped: job %s abandoned at %d of %d", job, checked, n)
+                return
             self.reply(
                 reply_to,
                 {"type": "job.progress", "job": job, "done": checked, "total": n, "primes": primes},
