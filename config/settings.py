@@ -214,6 +214,8 @@ LOBBY_HISTORY = int(os.environ.get("LOBBY_HISTORY") or 1000)
 SSE_TICK_SECONDS = float(os.environ.get("SSE_TICK_SECONDS") or 1)
 SSE_RETRY_MS = int(os.environ.get("SSE_RETRY_MS") or 2000)
 SSE_KEEPALIVE_SECONDS = float(os.environ.get("SSE_KEEPALIVE_SECONDS") or 15)
+# How often a lobby stream re-checks that its session still logs the user in (logout ends it).
+SSE_SESSION_CHECK_SECONDS = float(os.environ.get("SSE_SESSION_CHECK_SECONDS") or 10)
 
 # The background worker (apps/jobs). With the in-memory layer (no REDIS_URL) only this process
 # can read the "jobs" channel, so the server runs the worker itself; with Redis, a separate

@@ -27,9 +27,11 @@ import json
 import logging
 import os
 import time
+from importlib import import_module
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.auth import get_user
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 from channels.layers import get_channel_layer
@@ -275,6 +277,20 @@ class LobbyStreamConsumer(EventStreamConsumer):
         )
         self.last_id = resumed_from or 0
         await self.catch_up(report_gap=resumed_from is not None)
+        self.later(settings.SSE_SESSION_CHECK_SECONDS, {"type": "sse.session_check"})
+
+    async def sse_session_check(self, event: dict[str, Any]) -> None:
+        """
+        The user was read once, at the request: logging out changes nothing by itself. So
+        every few seconds, check the session still logs this user in; if not, end the stream
+        (EventSource reconnects, gets 403, and stops).
+        """
+        store = import_module(settings.SESSION_ENGINE).SessionStore
+        user = await get_user({"session": store(self.scope["session"].session_key)})
+        if not user.is_authenticated or user.pk != self.scope["user"].pk:
+            await self.send_event({"reason": "the session ended"}, event="bye")
+            await self.end_stream()
+        self.later(settings.SSE_SESSION_CHECK_SECONDS, event)
 
     async def catch_up(self, report_gap: bool) -> None:
         """Send, from the history, every message after the last one this client has."""

@@ -31,6 +31,7 @@ def _fast(settings) -> None:
     settings.SSE_TICK_SECONDS = 0.02
     settings.SSE_RETRY_MS = 150
     settings.SSE_KEEPALIVE_SECONDS = 30
+    settings.SSE_SESSION_CHECK_SECONDS = 0.05
 
 
 class Stream:
@@ -195,13 +196,20 @@ async def test_keep_alive_comment_on_a_quiet_stream(settings) -> None:
 
 
 @pytest.fixture
-async def alice(transactional_db: None) -> AsyncIterator[bytes]:
-    """The session cookie of alice, logged in through the login view."""
+async def alice_client(transactional_db: None) -> AsyncIterator[AsyncClient]:
+    """alice, logged in through the login view."""
     await sync_to_async(get_user_model().objects.create_user)("alice", password=PASSWORD)
     client = AsyncClient()
     response = await client.post(reverse("login"), {"username": "alice", "password": PASSWORD})
     assert response.status_code == 302
-    yield f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+    yield client
+
+
+@pytest.fixture
+async def alice(alice_client: AsyncClient) -> AsyncIterator[str]:
+    """The session cookie of alice."""
+    name = settings.SESSION_COOKIE_NAME
+    yield f"{name}={alice_client.cookies[name].value}"
     await get_channel_layer().flush()
     await sync_to_async(connections.close_all)()
 
@@ -297,3 +305,15 @@ async def test_unreachable_redis_ends_the_stream_with_a_longer_retry(
     assert stream.ended and stream.buffer == ""  # that was the response's last chunk
     await stream.app.wait(timeout=1)  # ended quietly: no exception out of the application
     assert "channel layer unreachable" in caplog.text
+
+
+async def test_logging_out_ends_the_lobby_stream(alice_client: AsyncClient, alice: str) -> None:
+    stream = Stream(LOBBY, headers=[(b"cookie", alice.encode())])
+    await stream.start()
+    await stream.event("hello")
+    await lobby.publish("bob", "still in")
+    assert (await stream.event("chat"))["data"]["text"] == "still in"
+    assert (await alice_client.post(reverse("logout"))).status_code == 302
+    assert (await stream.event("bye"))["data"] == {"reason": "the session ended"}
+    assert (await stream.chunk())["more_body"] is False
+    await stream.app.wait(timeout=1)
