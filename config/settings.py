@@ -204,10 +204,6 @@ JOURNAL_PATH_PREFIXES = ("/ws/sc/", "/ws/ac/", "/ws/auth/", "/ws/jobs/")
 # saying goodbye drops out of "who is online" by itself. Tests shorten it.
 PRESENCE_TTL = float(os.environ.get("PRESENCE_TTL") or 30)
 
-# The lobby's chat history (apps/core/lobby.py) keeps this many messages for sockets that
-# resume after a reconnect; the README's lobby section says why 1000. Tests shorten it.
-LOBBY_HISTORY = int(os.environ.get("LOBBY_HISTORY") or 1000)
-
 # Server-Sent Events (apps/sse): one tick every SSE_TICK_SECONDS on /sse/ticks/; the `retry:`
 # hint tells EventSource how long to wait before it reconnects; a comment line every
 # SSE_KEEPALIVE_SECONDS keeps proxies from cutting a quiet stream. Tests shorten all three.
