@@ -23,7 +23,7 @@ DAPHNE_FLAGS ?= --websocket-max-message-size 524288 --websocket-max-frame-size 5
 	--application-close-timeout 10 --websocket_timeout 86400
 
 .PHONY: run test unit e2e lint compat system-deps install clean bench soak \
-	conformance conformance-quick
+	conformance conformance-quick screenshots
 
 # ---------------------------------------------------------------- set-up
 $(BIN)/.installed: requirements/lock.txt pyproject.toml
@@ -60,6 +60,11 @@ ifeq ($(SERVER),uvicorn)
 else
 	DEBUG=$${DEBUG-1} $(BIN)/daphne -b $(HOST) -p $(PORT) $(DAPHNE_FLAGS) config.asgi:application
 endif
+
+# One picture per demo page for the README (docs/screenshots/*.png), taken by the browser
+# harness from a throwaway daphne and database, so they never go stale (about 20 s).
+screenshots: install system-deps
+	$(BIN)/python -m tools.screenshots
 
 # ---------------------------------------------------------------- load (127.0.0.1 only, bounded)
 # Styles, servers and channel layers side by side, with ceilings: a few minutes, then

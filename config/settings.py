@@ -64,6 +64,8 @@ INSTALLED_APPS = [
     "apps.echo_sync",
     "apps.echo_async",
     "apps.auth_ws",
+    "apps.sse",
+    "apps.jobs",
 ]
 
 MIDDLEWARE = [
@@ -203,7 +205,7 @@ for _kind, _overrides in json.loads(os.environ.get("WS_LIMITS") or "{}").items()
 
 # The event journal (apps/core/journal.py) records the ASGI events of connections that ask
 # for it with ?journal=<id>, on these paths only, so a page can show what the consumer saw.
-JOURNAL_PATH_PREFIXES = ("/ws/sc/", "/ws/ac/", "/ws/auth/")
+JOURNAL_PATH_PREFIXES = ("/ws/sc/", "/ws/ac/", "/ws/auth/", "/ws/jobs/")
 
 # The lobby's presence entries (apps/auth_ws/presence.py) expire this many seconds after their
 # socket's last heartbeat (sent every third of it), so a server process that dies without
@@ -214,3 +216,19 @@ PRESENCE_TTL = float(os.environ.get("PRESENCE_TTL") or 30)
 # the server process, for the chaos soak (`make soak SOAK_MODE=chaos`). Off by default: a
 # normal run answers 404 there.
 SHOWCASE_STATS = env_bool("SHOWCASE_STATS", False)
+
+# Server-Sent Events (apps/sse): one tick every SSE_TICK_SECONDS on /sse/ticks/; the `retry:`
+# hint tells EventSource how long to wait before it reconnects; a comment line every
+# SSE_KEEPALIVE_SECONDS keeps proxies from cutting a quiet stream. Tests shorten all three.
+SSE_TICK_SECONDS = float(os.environ.get("SSE_TICK_SECONDS") or 1)
+SSE_RETRY_MS = int(os.environ.get("SSE_RETRY_MS") or 2000)
+SSE_KEEPALIVE_SECONDS = float(os.environ.get("SSE_KEEPALIVE_SECONDS") or 15)
+# How often a lobby stream re-checks that its session still logs the user in (logout ends it).
+SSE_SESSION_CHECK_SECONDS = float(os.environ.get("SSE_SESSION_CHECK_SECONDS") or 10)
+
+# The background worker (apps/jobs). With the in-memory layer (no REDIS_URL) only this process
+# can read the "jobs" channel, so the server runs the worker itself; with Redis, a separate
+# `manage.py runworker jobs` does (JOBS_IN_PROCESS=1 forces the in-process worker anyway).
+JOBS_IN_PROCESS = env_bool("JOBS_IN_PROCESS", not REDIS_URL)
+JOBS_MAX_N = int(os.environ.get("JOBS_MAX_N") or 2_000_000)  # count primes up to this, at most
+JOBS_PER_SOCKET = int(os.environ.get("JOBS_PER_SOCKET") or 2)  # unfinished jobs per socket

@@ -9,5 +9,7 @@ urlpatterns = [
     path("async/", include("apps.echo_async.urls")),
     path("auth/", include("apps.auth_ws.urls")),
     path("accounts/", include("apps.auth_ws.account_urls")),
+    path("http/", include("apps.sse.urls")),
+    path("worker/", include("apps.jobs.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -19,7 +19,7 @@ from django.conf import settings
 from playwright.sync_api import BrowserContext, Playwright
 
 from e2e import artifacts
-from tools.servers import ServerProcess, server_env, start_daphne, start_uvicorn
+from tools.servers import ServerProcess, server_env, start_daphne, start_uvicorn, start_worker
 
 # Sync Playwright keeps an event loop running on this thread, and Django then refuses ORM
 # calls here (pytest-django's DB set-up included). Allowed in this process only: server_env()
@@ -114,6 +114,10 @@ def daphne_env(django_db_setup: None) -> dict[str, str]:
         DATABASE_PATH=str(database["NAME"]),
         FAST_PASSWORD_HASHER="1",
         DEBUG="0",
+        # Server-Sent Events at ten a second, reconnecting after 200 ms: streams in tests
+        # show several responses and reconnects within a second or two.
+        SSE_TICK_SECONDS="0.1",
+        SSE_RETRY_MS="200",
     )
 
 
@@ -161,6 +165,22 @@ def daphne_pair(daphne_env: dict[str, str], redis_url: str) -> Iterator[list[Ser
     yield servers
     for server in servers:
         _stop(server)
+
+
+@pytest.fixture(scope="session")
+def worker_cluster(
+    daphne_env: dict[str, str], redis_url: str
+) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """
+    A daphne and a separate `manage.py runworker jobs` process on one redis-server, as
+    `make cluster` runs them: jobs sent from the daphne's sockets are done by the worker.
+    """
+    env = {**daphne_env, "REDIS_URL": redis_url}
+    server = _start(env, name="daphne-jobs")
+    worker = artifacts.register(start_worker(env))
+    yield server, worker
+    _stop(worker)
+    _stop(server)
 
 
 @pytest.fixture

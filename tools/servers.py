@@ -230,6 +230,37 @@ def start_redis(port: int | None = None) -> ServerProcess:
     return _spawn("redis", command, port, None)
 
 
+def start_worker(
+    env: Mapping[str, str] | None = None,
+    channels: tuple[str, ...] = ("jobs",),
+    name: str = "runworker",
+    timeout: float = 15.0,
+) -> ServerProcess:
+    """
+    Start `manage.py runworker <channels>` (it needs a shared channel layer: REDIS_URL in
+    `env`). A worker listens on no port: it is ready once it logs that it runs.
+    """
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "manage.py", "runworker", *channels]
+    log_path = ARTIFACTS / f"{name}-{'-'.join(channels)}-{os.getpid()}.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=BASE_DIR,
+            env=dict(env or server_env()),
+        )
+    worker = ServerProcess(name, 0, process, log_path, command)
+    deadline = time.monotonic() + timeout
+    while "Running worker for channels" not in worker.log():
+        if process.poll() is not None or time.monotonic() > deadline:
+            worker.stop()
+            raise RuntimeError(f"{name} failed to start; its log:\n{worker.log()}")
+        time.sleep(0.02)
+    return worker
+
+
 @contextlib.contextmanager
 def running(server: ServerProcess) -> Iterator[ServerProcess]:
     """Stop the server when the block ends, however it ends."""

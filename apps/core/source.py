@@ -15,7 +15,7 @@ from pygments.lexers import PythonLexer
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One WebSocket route and the consumer behind it."""
+    """One route (WebSocket or HTTP) and the consumer behind it."""
 
     path: str
     consumer: str
@@ -23,6 +23,7 @@ class Endpoint:
     summary: str
     source: SafeString
     lines: int
+    protocol: str = "websocket"
 
 
 def _highlighted(code: str) -> SafeString:
@@ -37,9 +38,11 @@ def _channels_base(consumer: type) -> str:
 
 @cache
 def endpoints(routing: ModuleType) -> tuple[Endpoint, ...]:
-    """Every route of a routing module, with its consumer's source, highlighted."""
+    """Every route of a routing module (sockets, then HTTP), with its consumer's source."""
     found = []
-    for pattern in routing.websocket_urlpatterns:
+    routes = [("websocket", p) for p in getattr(routing, "websocket_urlpatterns", ())]
+    routes += [("http", p) for p in getattr(routing, "http_urlpatterns", ())]
+    for protocol, pattern in routes:
         consumer: Any = pattern.callback.consumer_class
         code = inspect.getsource(consumer)
         found.append(
@@ -50,6 +53,7 @@ def endpoints(routing: ModuleType) -> tuple[Endpoint, ...]:
                 summary=inspect.getdoc(consumer).splitlines()[0],
                 source=_highlighted(code),
                 lines=code.count("\n"),
+                protocol=protocol,
             )
         )
     return tuple(found)

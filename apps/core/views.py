@@ -33,6 +33,18 @@ DEMOS = [
         "AuthMiddlewareStack · AsyncJsonWebsocketConsumer · groups",
         "Who is on the socket: anonymous gets 4401, a lobby with presence, logout closes tabs.",
     ),
+    (
+        "sse:index",
+        "HTTP consumers",
+        "AsyncHttpConsumer · Server-Sent Events · groups",
+        "A response that stays open: EventSource reads events, reconnects and resumes by itself.",
+    ),
+    (
+        "jobs:index",
+        "Background worker",
+        "ChannelNameRouter · SyncConsumer · runworker",
+        "Blocking work on a named channel; progress pushed back to the socket that asked.",
+    ),
 ]
 
 
