@@ -193,6 +193,13 @@ WS_LIMITS: dict[str, dict[str, int]] = {
 for _kind, _overrides in json.loads(os.environ.get("WS_LIMITS") or "{}").items():
     WS_LIMITS[_kind] = {**WS_LIMITS.get(_kind, {}), **_overrides}
 
+# How a sync consumer's `self.send` reaches the event loop (apps/core/consumers.py,
+# QueuedSendMixin): "queued" hands the message over and returns at once, in order; "stock" is
+# Channels' own async_to_sync, which waits for the loop. README, "What each choice costs".
+SYNC_SEND = os.environ.get("SYNC_SEND") or "queued"
+if SYNC_SEND not in {"queued", "stock"}:
+    raise ImproperlyConfigured(f"SYNC_SEND={SYNC_SEND!r}: use 'queued' or 'stock'.")
+
 # The event journal (apps/core/journal.py) records the ASGI events of connections that ask
 # for it with ?journal=<id>, on these paths only, so a page can show what the consumer saw.
 JOURNAL_PATH_PREFIXES = ("/ws/sc/", "/ws/ac/", "/ws/auth/")

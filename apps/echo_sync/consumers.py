@@ -4,7 +4,8 @@ Synchronous consumers, from raw ASGI events up to JSON.
 Every handler here runs in a worker thread: Channels hands each message to asgiref's
 thread-sensitive executor, one thread shared by all sync code in the process. That is why a
 sync consumer may call the ORM directly, and why one slow handler delays every other sync
-consumer in the same process.
+consumer in the same process. `QueuedSendMixin` lets `self.send` return without waiting for
+the event loop (apps/core/consumers.py; `SYNC_SEND = "stock"` turns it off).
 """
 
 from typing import Any
@@ -14,10 +15,11 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import JsonWebsocketConsumer, WebsocketConsumer
 
 from apps.core import protocol
+from apps.core.consumers import QueuedSendMixin
 from apps.core.limits import Limiter
 
 
-class SyncEchoConsumer(SyncConsumer):
+class SyncEchoConsumer(QueuedSendMixin, SyncConsumer):
     """Raw ASGI: each event is a dict, handled by the method named after its `type`."""
 
     def websocket_connect(self, event: dict[str, Any]) -> None:
@@ -46,7 +48,7 @@ class SyncEchoConsumer(SyncConsumer):
         raise StopConsumer()
 
 
-class SyncGenericEchoConsumer(WebsocketConsumer):
+class SyncGenericEchoConsumer(QueuedSendMixin, WebsocketConsumer):
     """The generic consumer turns events into `connect`, `receive(text_data, bytes_data)`..."""
 
     def connect(self) -> None:
@@ -64,7 +66,7 @@ class SyncGenericEchoConsumer(WebsocketConsumer):
             self.send(bytes_data=bytes_data)
 
 
-class SyncJsonConsumer(JsonWebsocketConsumer):
+class SyncJsonConsumer(QueuedSendMixin, JsonWebsocketConsumer):
     """JSON in, typed envelopes out: `receive_json` gets decoded objects."""
 
     def connect(self) -> None:
