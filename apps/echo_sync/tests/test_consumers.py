@@ -1,13 +1,26 @@
-"""The sync consumers against the shared echo contract, plus what is particular to them."""
+"""
+The sync consumers against the shared echo contract, plus what is particular to them.
+
+Every test here runs twice: with the project's queued sends and with Channels' stock ones
+(SYNC_SEND, apps/core/consumers.py), so neither may break the contract.
+"""
 
 import threading
+from typing import Any
 
+import pytest
 from channels.testing import ApplicationCommunicator
 
 from apps.core.tests.contract import EchoContract, JsonContract, OriginContract, communicator
 from apps.echo_sync.consumers import SyncEchoConsumer
 
 PREFIX = "/ws/sc/"
+
+
+@pytest.fixture(params=["queued", "stock"], autouse=True)
+def sync_send(request: pytest.FixtureRequest, settings: Any) -> str:
+    settings.SYNC_SEND = request.param
+    return request.param
 
 
 class TestEcho(EchoContract):
