@@ -46,6 +46,12 @@ STYLES = [
     ("json sync", "/ws/sc/json/", "/bench/json-sync/", None, JSON_TEXT),
     ("json async", "/ws/ac/json/", "/bench/json-async/", "/bench/nodb/json-async/", JSON_TEXT),
 ]
+# The sync styles again with QueuedSendMixin (its sends do not wait for the event loop).
+QUEUED = {
+    "raw sync": "/bench/queued/raw-sync/",
+    "generic sync": "/bench/queued/generic-sync/",
+    "json sync": "/bench/queued/json-sync/",
+}
 APP = "bench.asgi:application"
 SERVER_CORE, CLIENT_CORE = load.cores()
 
@@ -61,7 +67,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--members", default="100,1000", help="fan-out group sizes")
     parser.add_argument("--rounds", type=int, default=20, help="broadcasts per group size")
     parser.add_argument("--servers", default="daphne,uvicorn")
-    parser.add_argument("--sections", default="echo,connections,fanout,profile,tax")
+    parser.add_argument("--sections", default="echo,syncsend,connections,fanout,profile,tax")
     parser.add_argument("--no-docs", action="store_true", help="print only; leave docs/ alone")
     parser.add_argument("--daphne-args", default="", help="daphne's flags, as one string")
     return parser.parse_args()
@@ -163,7 +169,33 @@ def echo_section(args: argparse.Namespace) -> list[dict[str, Any]]:
                 ]
                 if nodb:
                     entries.append(("bare + NoDatabaseMixin", style, base + nodb, payload))
+                if style in QUEUED:
+                    entries.append(("bare + QueuedSendMixin", style, base + QUEUED[style], payload))
                 rows += echo_rows(args, server, entries)
+    return rows
+
+
+def sync_send_section(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """
+    The project's sync endpoints with SYNC_SEND=stock and =queued, one server process each,
+    interleaved in the same slices, beside the bare sync consumers with and without the mixin.
+    """
+    rows = []
+    for server in args.servers.split(","):
+        stock = start(args, server, bench_env(SYNC_SEND="stock"), name=f"bench-{server}-stock")
+        with servers.running(stock):
+            queued = start(args, server, bench_env(SYNC_SEND="queued"), name=f"bench-{server}-q")
+            with servers.running(queued):
+                for style, project, bare, _nodb, payload in STYLES:
+                    if style not in QUEUED:
+                        continue
+                    entries = [
+                        ("project, SYNC_SEND=stock", style, stock.ws_url + project, payload),
+                        ("project, SYNC_SEND=queued", style, queued.ws_url + project, payload),
+                        ("bare Channels", style, stock.ws_url + bare, payload),
+                        ("bare + QueuedSendMixin", style, stock.ws_url + QUEUED[style], payload),
+                    ]
+                    rows += echo_rows(args, server, entries)
     return rows
 
 
@@ -251,6 +283,7 @@ def fanout_section(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 PROFILED = [
     ("raw sync", "/bench/raw-sync/"),
+    ("raw sync + QueuedSendMixin", "/bench/queued/raw-sync/"),
     ("raw async", "/bench/raw-async/"),
     ("raw async + NoDatabaseMixin", "/bench/nodb/raw-async/"),
 ]
@@ -279,6 +312,7 @@ def profile_section(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 SECTIONS: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {
     "echo": echo_section,
+    "syncsend": sync_send_section,
     "connections": connections_section,
     "fanout": fanout_section,
     "profile": profile_section,

@@ -105,11 +105,13 @@ def echo_table(results: dict[str, Any]) -> str:
 
 def same_dispatch(rows: list[dict[str, Any]], row: dict[str, Any]) -> float | None:
     """The rate a row is judged against: see the note under the echo table."""
-    if row["kind"] not in ("project", "bare + NoDatabaseMixin"):
+    if row["kind"] not in ("project", "bare + NoDatabaseMixin", "bare + QueuedSendMixin"):
         return None
     wanted = ["bare Channels"]
     if row["kind"] == "project" and row["style"].endswith("async"):
         wanted.insert(0, "bare + NoDatabaseMixin")
+    if row["kind"] == "project" and row["style"].endswith(" sync"):
+        wanted.insert(0, "bare + QueuedSendMixin")  # the project's default, SYNC_SEND=queued
     for kind in wanted:
         for r in rows:
             if (r["server"], r["style"], r["kind"]) == (row["server"], row["style"], kind):
@@ -141,6 +143,43 @@ def optimisation_table(results: dict[str, Any]) -> str:
     header = ["server", "style", "stock rt/s", "with mixin rt/s", "gain", "p50 ms",
               "project endpoint rt/s"]  # fmt: skip
     return table(header, out)
+
+
+def sync_send_table(results: dict[str, Any]) -> str:
+    """The sync endpoints with stock and queued sends, measured in the same slices."""
+    index = {(r["server"], r["style"], r["kind"]): r for r in results["syncsend"]}
+    out = []
+    for server, style in dict.fromkeys((r["server"], r["style"]) for r in results["syncsend"]):
+        stock = index[(server, style, "project, SYNC_SEND=stock")]
+        queued = index[(server, style, "project, SYNC_SEND=queued")]
+        bare = index[(server, style, "bare Channels")]
+        bare_queued = index[(server, style, "bare + QueuedSendMixin")]
+        out.append(
+            [
+                server,
+                style,
+                stock["path"],
+                f"{stock['rate']:,.0f}",
+                f"{queued['rate']:,.0f}",
+                f"{100 * (queued['rate'] / stock['rate'] - 1):+.0f}%",
+                f"{stock['p50_ms']:.2f} → {queued['p50_ms']:.2f}",
+                f"{stock['p99_ms']:.2f} → {queued['p99_ms']:.2f}",
+                f"{bare['rate']:,.0f} → {bare_queued['rate']:,.0f}",
+                f"{100 * (bare_queued['rate'] / bare['rate'] - 1):+.0f}%",
+                f"{max(r['errors'] for r in (stock, queued, bare, bare_queued))}",
+            ]
+        )
+    header = ["server", "style", "path", "stock rt/s", "queued rt/s", "gain", "p50 ms",
+              "p99 ms", "bare Channels → + QueuedSendMixin rt/s", "bare gain",
+              "errors"]  # fmt: skip
+    note = (
+        "The project's sync endpoints on two server processes of the same server, one with "
+        "SYNC_SEND=stock (Channels' `async_to_sync` send, which waits for the event loop) and "
+        "one with SYNC_SEND=queued (`apps.core.consumers.QueuedSendMixin`: the send is handed "
+        "to the loop in order and the handler carries on), in the same interleaved slices; "
+        "then the bare sync consumers without and with the mixin."
+    )
+    return note + "\n\n" + table(header, out)
 
 
 def connections_table(results: dict[str, Any]) -> str:
@@ -283,6 +322,9 @@ def tables(results: dict[str, Any]) -> str:
         if any(r["kind"] == "bare + NoDatabaseMixin" for r in results["echo"]):
             parts += ["## Optimisation: async dispatch without the database hop",
                       optimisation_table(results)]  # fmt: skip
+    if results.get("syncsend"):
+        parts += ["## Optimisation: sync sends that do not wait for the event loop",
+                  sync_send_table(results)]  # fmt: skip
     if "connections" in results:
         parts += ["## Idle connections", connections_table(results)]
     if "fanout" in results:
@@ -321,7 +363,8 @@ def chart(results: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, max(panels, 1), figsize=(6.5 * max(panels, 1), 5.5), squeeze=False)
     websockets = next((r["rate"] for r in echo if r["server"] == "websockets"), None)
     kinds = [("bare Channels", "#9aa5b1"), ("project", "#2f6fb0"),
-             ("bare + NoDatabaseMixin", "#e08a1e")]  # fmt: skip
+             ("bare + NoDatabaseMixin", "#e08a1e"),
+             ("bare + QueuedSendMixin", "#8a4fb0")]  # fmt: skip
     for ax, server in zip(axes[0], server_names, strict=False):
         styles = [s for s in dict.fromkeys(r["style"] for r in echo if r["server"] == server)
                   if s != "bare ASGI"]  # fmt: skip
