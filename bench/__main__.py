@@ -11,6 +11,7 @@ and go to docs/benchmarks.md, docs/benchmarks.png and artifacts/bench.json.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -278,6 +279,51 @@ def fanout_section(args: argparse.Namespace) -> list[dict[str, Any]]:
                 servers.running(start(args, "daphne", env, name=f"bench-{choice}-b")) as b,
             ):
                 rows += fanout_rows(args, layer, [a, b])
+        rows += gc_fanout_rows(args, redis.port)
+    return rows
+
+
+GC_SETTINGS = [("Python's", ""), ("project's", "50000,10,10")]
+
+
+def gc_fanout_rows(args: argparse.Namespace, redis_port: int) -> list[dict[str, Any]]:
+    """
+    The lobby's case (RedisChannelLayer, NoDatabaseMixin, two processes) with Python's garbage
+    collector thresholds and with the project's GC_THRESHOLD, broadcasts taking turns.
+    """
+    rows = []
+    size = max(int(n) for n in args.members.split(","))
+    path = "/bench/fanout/nodb/"
+    with contextlib.ExitStack() as stack:
+        groups = []
+        for db, (_, threshold) in enumerate(GC_SETTINGS):
+            # A Redis database each, so the two groups do not share members.
+            env = bench_env(REDIS_URL=f"redis://127.0.0.1:{redis_port}/{db}",
+                            GC_THRESHOLD=threshold)  # fmt: skip
+            pair = [
+                stack.enter_context(
+                    servers.running(start(args, "daphne", env, name=f"bench-gc{db}"))
+                )
+                for _ in range(2)
+            ]
+            members = [f"{pair[i % 2].ws_url}{path}?listen" for i in range(size)]
+            groups.append((pair[0].ws_url + path, members))
+        progress(f"fanout GC thresholds side by side, {size} members")
+        results = run(load.broadcasts_side_by_side(groups, args.rounds))
+    for (name, threshold), result in zip(GC_SETTINGS, results, strict=True):
+        rows.append(
+            {
+                "layer": f'RedisChannelLayer + NoDatabaseMixin, {name} GC ("{threshold}")',
+                "processes": 2,
+                "members": size,
+                "rounds": args.rounds,
+                "p50_ms": 1000 * load.percentile(result.deliveries, 50),
+                "p99_ms": 1000 * load.percentile(result.deliveries, 99),
+                "last_p50_ms": 1000 * load.percentile(result.to_last, 50),
+                "missing": result.missing,
+                "client_cpu": result.client_cpu,
+            }
+        )
     return rows
 
 

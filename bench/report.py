@@ -20,6 +20,8 @@ SHORT_LAYER = {
     "InMemoryChannelLayer + NoDatabaseMixin": "memory\n+ mixin",
     "RedisChannelLayer": "redis",
     "RedisPubSubChannelLayer": "pubsub",
+    'RedisChannelLayer + NoDatabaseMixin, Python\'s GC ("")': "redis + mixin\nPython's GC",
+    'RedisChannelLayer + NoDatabaseMixin, project\'s GC ("50000,10,10")': "redis + mixin\nour GC",
 }
 SYNC_STYLES = ["raw sync", "generic sync", "json sync"]
 ASYNC_STYLES = ["raw async", "generic async", "json async"]
