@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
+import redis
 import uvloop
 
 from bench import load, profile, report, tax
@@ -279,8 +280,25 @@ def fanout_section(args: argparse.Namespace) -> list[dict[str, Any]]:
                 servers.running(start(args, "daphne", env, name=f"bench-{choice}-b")) as b,
             ):
                 rows += fanout_rows(args, layer, [a, b])
+                members_left(redis.port, dbs=[0])
         rows += gc_fanout_rows(args, redis.port)
     return rows
+
+
+def members_left(redis_port: int, dbs: list[int], deadline: float = 30.0) -> None:
+    """
+    Wait until every member has left its group (no group key, no Pub/Sub subscription left in
+    Redis): a server stopped while its consumers still clean up would log their cancellation.
+    """
+    clients = [redis.Redis(port=redis_port, db=db) for db in dbs]
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        groups = any(next(c.scan_iter("asgi:group:*"), None) for c in clients)
+        if not groups and not clients[0].pubsub_channels():
+            break
+        time.sleep(0.05)
+    for client in clients:
+        client.close()
 
 
 GC_SETTINGS = [("Python's", ""), ("project's", "50000,10,10")]
@@ -310,6 +328,7 @@ def gc_fanout_rows(args: argparse.Namespace, redis_port: int) -> list[dict[str, 
             groups.append((pair[0].ws_url + path, members))
         progress(f"fanout GC thresholds side by side, {size} members")
         results = run(load.broadcasts_side_by_side(groups, args.rounds))
+        members_left(redis_port, dbs=list(range(len(GC_SETTINGS))))
     for (name, threshold), result in zip(GC_SETTINGS, results, strict=True):
         rows.append(
             {
@@ -356,10 +375,19 @@ def profile_section(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+def gc_fanout_section(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Only the GC comparison of the fan-out section, with a Redis of its own."""
+    redis_server = servers.start_redis()
+    load.pin(redis_server.process.pid, SERVER_CORE)
+    with servers.running(redis_server):
+        return gc_fanout_rows(args, redis_server.port)
+
+
 SECTIONS: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {
     "echo": echo_section,
     "syncsend": sync_send_section,
     "connections": connections_section,
+    "gcfanout": gc_fanout_section,
     "fanout": fanout_section,
     "profile": profile_section,
     "tax": lambda args: tax.measure(),

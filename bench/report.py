@@ -112,8 +112,6 @@ def same_dispatch(rows: list[dict[str, Any]], row: dict[str, Any]) -> float | No
     wanted = ["bare Channels"]
     if row["kind"] == "project" and row["style"].endswith("async"):
         wanted.insert(0, "bare + NoDatabaseMixin")
-    if row["kind"] == "project" and row["style"].endswith(" sync"):
-        wanted.insert(0, "bare + QueuedSendMixin")  # the project's default, SYNC_SEND=queued
     for kind in wanted:
         for r in rows:
             if (r["server"], r["style"], r["kind"]) == (row["server"], row["style"], kind):
@@ -201,6 +199,14 @@ def connections_table(results: dict[str, Any]) -> str:
     header = ["server", "path", "idle sockets held", "new connections/s", "KiB per socket",
               "server RSS MiB", "client CPU"]  # fmt: skip
     return table(header, out)
+
+
+FANOUT_NOTE = (
+    "Each broadcast is timed from its send to each member's copy. The last two rows are the "
+    "lobby's case (RedisChannelLayer, `NoDatabaseMixin`, two processes) with Python's garbage "
+    "collector thresholds and with the project's `GC_THRESHOLD`, broadcasts taking turns "
+    "between them (two more server processes, each pair on its own Redis database)."
+)
 
 
 def fanout_table(results: dict[str, Any]) -> str:
@@ -330,7 +336,14 @@ def tables(results: dict[str, Any]) -> str:
     if "connections" in results:
         parts += ["## Idle connections", connections_table(results)]
     if "fanout" in results:
-        parts += ["## Fan-out (group_send to N sockets, daphne)", fanout_table(results)]
+        parts += [
+            "## Fan-out (group_send to N sockets, daphne)",
+            FANOUT_NOTE,
+            fanout_table(results),
+        ]
+    elif results.get("gcfanout"):
+        parts += ["## Fan-out: garbage collector thresholds", FANOUT_NOTE,
+                  fanout_table({"fanout": results["gcfanout"]})]  # fmt: skip
     if "profile" in results:
         parts += ["## Where the server's time goes (py-spy, daphne, raw echo)",
                   profile_table(results)]  # fmt: skip
@@ -426,7 +439,8 @@ took {results["wall_seconds"]:.0f} s; the code is in `bench/`).
 - Method: every server serves `bench.asgi:application`: the project's own routes (`/ws/...`,
   with origin check, auth, journal and limiter) plus bare references without middleware
   (`/bench/...`): a plain ASGI echo, minimal Channels consumers of each style, the same with
-  `apps.core.consumers.NoDatabaseMixin`, and a fan-out consumer. One `websockets` echo server
+  `apps.core.consumers.NoDatabaseMixin` (async) or `QueuedSendMixin` (sync), and a fan-out
+  consumer. One `websockets` echo server
   is the ceiling no ASGI server can beat. Daphne runs with the flags of `make run`
   (`{results.get("daphne_args") or "its defaults"}`), uvicorn with its defaults (uvloop,
   httptools, the websockets sans-I/O protocol). The client is one uvloop process using the

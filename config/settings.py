@@ -194,9 +194,10 @@ for _kind, _overrides in json.loads(os.environ.get("WS_LIMITS") or "{}").items()
     WS_LIMITS[_kind] = {**WS_LIMITS.get(_kind, {}), **_overrides}
 
 # How a sync consumer's `self.send` reaches the event loop (apps/core/consumers.py,
-# QueuedSendMixin): "queued" hands the message over and returns at once, in order; "stock" is
-# Channels' own async_to_sync, which waits for the loop. README, "What each choice costs".
-SYNC_SEND = os.environ.get("SYNC_SEND") or "queued"
+# QueuedSendMixin): "stock" is Channels' own async_to_sync, which waits for the loop; "queued"
+# hands the message over and returns at once, in order. Queued is faster on a server with CPU to
+# spare and slower on a core other processes crowd: README, "What each choice costs".
+SYNC_SEND = os.environ.get("SYNC_SEND") or "stock"
 if SYNC_SEND not in {"queued", "stock"}:
     raise ImproperlyConfigured(f"SYNC_SEND={SYNC_SEND!r}: use 'queued' or 'stock'.")
 

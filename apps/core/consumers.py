@@ -15,8 +15,11 @@ loop through `async_to_sync`, which blocks the thread until the loop has sent th
 carries on; the loop sends them oldest first. It keeps what a handler may do (ORM, blocking
 code), the order of sends and closes, and every send's failure, which the handler's next
 send, or the end of the handler, raises instead of the failing send itself. The setting
-`SYNC_SEND` ("queued", the default, or "stock"; env-overridable) switches it for the whole
-process; README, "What each choice costs", gives the figures.
+`SYNC_SEND` ("stock", the default, or "queued"; env-overridable) switches it for the whole
+process. The catch: the handler's thread and the event loop now run at the same time and
+take turns holding the GIL. With a core to spare that is +50-80% round trips; on a core that
+other processes crowd, the loop waits for the GIL behind the busy worker thread and the
+queued style can be several times slower. README, "What each choice costs", has the figures.
 """
 
 import asyncio
@@ -135,7 +138,8 @@ class QueuedSendMixin:
     sent is out before the next event is dispatched. What changes: a send's exception (e.g.
     the server refusing a message) is raised by the handler's next `send`, or by dispatch once
     the handler returns, not by the `send` that caused it. `SYNC_SEND = "stock"` (or the
-    class attribute `sync_send`) restores Channels' own behaviour.
+    class attribute `sync_send`) is Channels' own behaviour: the default, because the gain
+    turns into a loss when the server's core is crowded (module docstring).
     """
 
     sync_send: str | None = None  # "queued" | "stock"; None: settings.SYNC_SEND

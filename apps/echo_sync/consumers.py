@@ -5,7 +5,7 @@ Every handler here runs in a worker thread: Channels hands each message to asgir
 thread-sensitive executor, one thread shared by all sync code in the process. That is why a
 sync consumer may call the ORM directly, and why one slow handler delays every other sync
 consumer in the same process. `QueuedSendMixin` lets `self.send` return without waiting for
-the event loop (apps/core/consumers.py; `SYNC_SEND = "stock"` turns it off).
+the event loop when `SYNC_SEND = "queued"` (apps/core/consumers.py says when that pays).
 """
 
 from typing import Any
