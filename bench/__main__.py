@@ -11,6 +11,7 @@ and go to docs/benchmarks.md, docs/benchmarks.png and artifacts/bench.json.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
@@ -24,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
+import redis
 import uvloop
 
 from bench import load, profile, report, tax
@@ -48,6 +50,12 @@ STYLES = [
     ("json sync", "/ws/sc/json/", "/bench/json-sync/", None, JSON_TEXT),
     ("json async", "/ws/ac/json/", "/bench/json-async/", "/bench/nodb/json-async/", JSON_TEXT),
 ]
+# The sync styles again with QueuedSendMixin (its sends do not wait for the event loop).
+QUEUED = {
+    "raw sync": "/bench/queued/raw-sync/",
+    "generic sync": "/bench/queued/generic-sync/",
+    "json sync": "/bench/queued/json-sync/",
+}
 APP = "bench.asgi:application"
 SERVER_CORE, CLIENT_CORE = load.cores()
 
@@ -66,7 +74,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--members", default="100,1000", help="fan-out group sizes")
     parser.add_argument("--rounds", type=int, default=20, help="broadcasts per group size")
     parser.add_argument("--servers", default="daphne,uvicorn")
-    parser.add_argument("--sections", default="echo,connections,fanout,profile,tax,orm")
+    parser.add_argument("--sections", default="echo,syncsend,connections,fanout,profile,tax,orm")
     parser.add_argument("--no-docs", action="store_true", help="print only; leave docs/ alone")
     parser.add_argument("--daphne-args", default="", help="daphne's flags, as one string")
     return parser.parse_args()
@@ -168,7 +176,33 @@ def echo_section(args: argparse.Namespace) -> list[dict[str, Any]]:
                 ]
                 if nodb:
                     entries.append(("bare + NoDatabaseMixin", style, base + nodb, payload))
+                if style in QUEUED:
+                    entries.append(("bare + QueuedSendMixin", style, base + QUEUED[style], payload))
                 rows += echo_rows(args, server, entries)
+    return rows
+
+
+def sync_send_section(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """
+    The project's sync endpoints with SYNC_SEND=stock and =queued, one server process each,
+    interleaved in the same slices, beside the bare sync consumers with and without the mixin.
+    """
+    rows = []
+    for server in args.servers.split(","):
+        stock = start(args, server, bench_env(SYNC_SEND="stock"), name=f"bench-{server}-stock")
+        with servers.running(stock):
+            queued = start(args, server, bench_env(SYNC_SEND="queued"), name=f"bench-{server}-q")
+            with servers.running(queued):
+                for style, project, bare, _nodb, payload in STYLES:
+                    if style not in QUEUED:
+                        continue
+                    entries = [
+                        ("project, SYNC_SEND=stock", style, stock.ws_url + project, payload),
+                        ("project, SYNC_SEND=queued", style, queued.ws_url + project, payload),
+                        ("bare Channels", style, stock.ws_url + bare, payload),
+                        ("bare + QueuedSendMixin", style, stock.ws_url + QUEUED[style], payload),
+                    ]
+                    rows += echo_rows(args, server, entries)
     return rows
 
 
@@ -251,11 +285,75 @@ def fanout_section(args: argparse.Namespace) -> list[dict[str, Any]]:
                 servers.running(start(args, "daphne", env, name=f"bench-{choice}-b")) as b,
             ):
                 rows += fanout_rows(args, layer, [a, b])
+                members_left(redis.port, dbs=[0])
+        rows += gc_fanout_rows(args, redis.port)
+    return rows
+
+
+def members_left(redis_port: int, dbs: list[int], deadline: float = 30.0) -> None:
+    """
+    Wait until every member has left its group (no group key, no Pub/Sub subscription left in
+    Redis): a server stopped while its consumers still clean up would log their cancellation.
+    """
+    clients = [redis.Redis(port=redis_port, db=db) for db in dbs]
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        groups = any(next(c.scan_iter("asgi:group:*"), None) for c in clients)
+        if not groups and not clients[0].pubsub_channels():
+            break
+        time.sleep(0.05)
+    for client in clients:
+        client.close()
+
+
+GC_SETTINGS = [("Python's", ""), ("project's", "50000,10,10")]
+
+
+def gc_fanout_rows(args: argparse.Namespace, redis_port: int) -> list[dict[str, Any]]:
+    """
+    The lobby's case (RedisChannelLayer, NoDatabaseMixin, two processes) with Python's garbage
+    collector thresholds and with the project's GC_THRESHOLD, broadcasts taking turns.
+    """
+    rows = []
+    size = max(int(n) for n in args.members.split(","))
+    path = "/bench/fanout/nodb/"
+    with contextlib.ExitStack() as stack:
+        groups = []
+        for db, (_, threshold) in enumerate(GC_SETTINGS):
+            # A Redis database each, so the two groups do not share members.
+            env = bench_env(REDIS_URL=f"redis://127.0.0.1:{redis_port}/{db}",
+                            GC_THRESHOLD=threshold)  # fmt: skip
+            pair = [
+                stack.enter_context(
+                    servers.running(start(args, "daphne", env, name=f"bench-gc{db}"))
+                )
+                for _ in range(2)
+            ]
+            members = [f"{pair[i % 2].ws_url}{path}?listen" for i in range(size)]
+            groups.append((pair[0].ws_url + path, members))
+        progress(f"fanout GC thresholds side by side, {size} members")
+        results = run(load.broadcasts_side_by_side(groups, args.rounds))
+        members_left(redis_port, dbs=list(range(len(GC_SETTINGS))))
+    for (name, threshold), result in zip(GC_SETTINGS, results, strict=True):
+        rows.append(
+            {
+                "layer": f'RedisChannelLayer + NoDatabaseMixin, {name} GC ("{threshold}")',
+                "processes": 2,
+                "members": size,
+                "rounds": args.rounds,
+                "p50_ms": 1000 * load.percentile(result.deliveries, 50),
+                "p99_ms": 1000 * load.percentile(result.deliveries, 99),
+                "last_p50_ms": 1000 * load.percentile(result.to_last, 50),
+                "missing": result.missing,
+                "client_cpu": result.client_cpu,
+            }
+        )
     return rows
 
 
 PROFILED = [
     ("raw sync", "/bench/raw-sync/"),
+    ("raw sync + QueuedSendMixin", "/bench/queued/raw-sync/"),
     ("raw async", "/bench/raw-async/"),
     ("raw async + NoDatabaseMixin", "/bench/nodb/raw-async/"),
 ]
@@ -337,11 +435,19 @@ def orm_section(args: argparse.Namespace) -> list[dict[str, Any]]:
                 entries = [(what, style, process.ws_url + path, payload) for what, payload in ways]
                 rows += echo_rows(orm_args, "daphne", entries)
     return rows
+def gc_fanout_section(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Only the GC comparison of the fan-out section, with a Redis of its own."""
+    redis_server = servers.start_redis()
+    load.pin(redis_server.process.pid, SERVER_CORE)
+    with servers.running(redis_server):
+        return gc_fanout_rows(args, redis_server.port)
 
 
 SECTIONS: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {
     "echo": echo_section,
+    "syncsend": sync_send_section,
     "connections": connections_section,
+    "gcfanout": gc_fanout_section,
     "fanout": fanout_section,
     "profile": profile_section,
     "tax": lambda args: tax.measure(),

@@ -7,6 +7,7 @@ The ASGI application the benchmarks serve: the project as it is, plus bench-only
 - `/bench/asgi/`: a bare ASGI echo, no Django and no Channels (the server's ceiling);
 - `/bench/<style>/`: minimal Channels consumers, one per style of the project's endpoints;
 - `/bench/nodb/<style>/`: the async ones again with `NoDatabaseMixin` (the optimisation);
+- `/bench/queued/<style>/`: the sync ones again with `QueuedSendMixin` (the sync optimisation);
 - `/bench/fanout/` and `/bench/fanout/nodb/`: lobby-style broadcast through the channel layer.
 """
 
@@ -23,7 +24,7 @@ from channels.generic.websocket import (
 from channels.routing import URLRouter
 from django.urls import path
 
-from apps.core.consumers import NoDatabaseMixin
+from apps.core.consumers import NoDatabaseMixin, QueuedSendMixin
 
 # Sets Django up; the imports above load no models, so they may come first.
 from config.asgi import application as project
@@ -128,6 +129,24 @@ class JsonAsyncNoDb(NoDatabaseMixin, JsonAsync):
     """JsonAsync without the per-message database cleanup hop."""
 
 
+class RawSyncQueued(QueuedSendMixin, RawSync):
+    """RawSync whose sends do not wait for the event loop, whatever SYNC_SEND says."""
+
+    sync_send = "queued"
+
+
+class GenericSyncQueued(QueuedSendMixin, GenericSync):
+    """GenericSync whose sends do not wait for the event loop."""
+
+    sync_send = "queued"
+
+
+class JsonSyncQueued(QueuedSendMixin, JsonSync):
+    """JsonSync whose sends do not wait for the event loop."""
+
+    sync_send = "queued"
+
+
 class Fanout(AsyncWebsocketConsumer):
     """
     Lobby-style broadcast: `?listen` sockets join one group; any text another socket sends is
@@ -172,6 +191,9 @@ bench_routes = URLRouter(
         path("bench/nodb/raw-async/", RawAsyncNoDb.as_asgi()),
         path("bench/nodb/generic-async/", GenericAsyncNoDb.as_asgi()),
         path("bench/nodb/json-async/", JsonAsyncNoDb.as_asgi()),
+        path("bench/queued/raw-sync/", RawSyncQueued.as_asgi()),
+        path("bench/queued/generic-sync/", GenericSyncQueued.as_asgi()),
+        path("bench/queued/json-sync/", JsonSyncQueued.as_asgi()),
         path("bench/fanout/", Fanout.as_asgi()),
         path("bench/fanout/nodb/", FanoutNoDb.as_asgi()),
     ]

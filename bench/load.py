@@ -111,12 +111,16 @@ async def open_sockets(
     return [ws for ws in opened if isinstance(ws, ClientConnection)]
 
 
-async def close_sockets(sockets: Iterable[ClientConnection]) -> None:
-    """Close them all (a closing handshake each), ignoring sockets already gone."""
+async def close_sockets(
+    sockets: Iterable[ClientConnection], concurrency: int | None = None
+) -> None:
+    """Close them all, at most `concurrency` at a time, ignoring sockets already gone."""
+    gate = asyncio.Semaphore(concurrency) if concurrency else contextlib.nullcontext()
 
     async def one(ws: ClientConnection) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(ws.close(), 10)
+        async with gate:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(), 10)
 
     await asyncio.gather(*(one(ws) for ws in sockets))
 
@@ -251,47 +255,65 @@ async def broadcast(
     one more socket, one at a time, timing each member's copy from the moment it was sent.
     Broadcast 0 only warms up (first use of the layer's connections) and is not counted.
     """
-    members = await open_sockets(member_urls)
-    trigger = await open_socket(trigger_url)
+    return (await broadcasts_side_by_side([(trigger_url, member_urls)], rounds, wait))[0]
+
+
+async def broadcasts_side_by_side(
+    groups: list[tuple[str, list[str]]], rounds: int, wait: float = 10.0
+) -> list[FanoutResult]:
+    """
+    `broadcast` for several groups (trigger URL, member URLs) at once, taking turns: round n
+    goes to each group in turn, so that noise on the machine hits them alike. The groups must
+    not share members (different server processes, or channel layers).
+    """
+    members = [await open_sockets(urls) for _, urls in groups]
+    triggers = [await open_socket(url) for url, _ in groups]
     settle_gc()
     rounds += 1
-    arrivals: list[list[float]] = [[] for _ in range(rounds)]
-    complete = [asyncio.Event() for _ in range(rounds)]
+    arrivals = [[[] for _ in range(rounds)] for _ in groups]
+    complete = [[asyncio.Event() for _ in range(rounds)] for _ in groups]
 
-    async def listen(ws: ClientConnection) -> None:
+    async def listen(group: int, ws: ClientConnection) -> None:
         with contextlib.suppress(Exception):
             async for message in ws:
-                number = int(message)
-                arrivals[number].append(time.perf_counter())
-                if len(arrivals[number]) == len(members):
-                    complete[number].set()
+                got = arrivals[group][int(message)]
+                got.append(time.perf_counter())
+                if len(got) == len(members[group]):
+                    complete[group][int(message)].set()
 
-    listeners = [asyncio.create_task(listen(ws)) for ws in members]
-    deliveries: list[float] = []
-    to_last: list[float] = []
-    missing = 0
+    listeners = [
+        asyncio.create_task(listen(group, ws))
+        for group, sockets in enumerate(members)
+        for ws in sockets
+    ]
+    results = [FanoutResult(len(sockets), [], [], 0, 0.0) for sockets in members]
     meter = CpuMeter()
     meter.start()
     try:
         for number in range(rounds):
-            await asyncio.sleep(0.05)  # let the last broadcast's writes drain
-            sent = time.perf_counter()
-            await trigger.send(str(number))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(complete[number].wait(), wait)
-            got = arrivals[number]
-            if number == 0:
-                continue
-            missing += len(members) - len(got)
-            deliveries.extend(t - sent for t in got)
-            if got:
-                to_last.append(max(got) - sent)
+            for group, result in enumerate(results):
+                await asyncio.sleep(0.05)  # let the last broadcast's writes drain
+                sent = time.perf_counter()
+                await triggers[group].send(str(number))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(complete[group][number].wait(), wait)
+                got = arrivals[group][number]
+                if number == 0:
+                    continue
+                result.missing += result.members - len(got)
+                result.deliveries.extend(t - sent for t in got)
+                if got:
+                    result.to_last.append(max(got) - sent)
     finally:
         meter.stop()
-        await close_sockets([trigger, *members])
+        for result in results:
+            result.client_cpu = meter.percent
+        # A few at a time: each close makes a member leave its group over the channel layer,
+        # and a thousand at once exhaust a server process's Redis connection pool.
+        await close_sockets(triggers + [ws for sockets in members for ws in sockets], 50)
         for task in listeners:
             task.cancel()
-    return FanoutResult(len(members), deliveries, to_last, missing, meter.percent)
+    return results
 
 
 # ---------------------------------------------------------------------------- sequences

@@ -20,6 +20,8 @@ SHORT_LAYER = {
     "InMemoryChannelLayer + NoDatabaseMixin": "memory\n+ mixin",
     "RedisChannelLayer": "redis",
     "RedisPubSubChannelLayer": "pubsub",
+    'RedisChannelLayer + NoDatabaseMixin, Python\'s GC ("")': "redis + mixin\nPython's GC",
+    'RedisChannelLayer + NoDatabaseMixin, project\'s GC ("50000,10,10")': "redis + mixin\nour GC",
 }
 SYNC_STYLES = ["raw sync", "generic sync", "json sync"]
 ASYNC_STYLES = ["raw async", "generic async", "json async"]
@@ -109,7 +111,7 @@ def echo_table(results: dict[str, Any]) -> str:
 
 def same_dispatch(rows: list[dict[str, Any]], row: dict[str, Any]) -> float | None:
     """The rate a row is judged against: see the note under the echo table."""
-    if row["kind"] not in ("project", "bare + NoDatabaseMixin"):
+    if row["kind"] not in ("project", "bare + NoDatabaseMixin", "bare + QueuedSendMixin"):
         return None
     wanted = ["bare Channels"]
     if (
@@ -151,6 +153,43 @@ def optimisation_table(results: dict[str, Any]) -> str:
     return table(header, out)
 
 
+def sync_send_table(results: dict[str, Any]) -> str:
+    """The sync endpoints with stock and queued sends, measured in the same slices."""
+    index = {(r["server"], r["style"], r["kind"]): r for r in results["syncsend"]}
+    out = []
+    for server, style in dict.fromkeys((r["server"], r["style"]) for r in results["syncsend"]):
+        stock = index[(server, style, "project, SYNC_SEND=stock")]
+        queued = index[(server, style, "project, SYNC_SEND=queued")]
+        bare = index[(server, style, "bare Channels")]
+        bare_queued = index[(server, style, "bare + QueuedSendMixin")]
+        out.append(
+            [
+                server,
+                style,
+                stock["path"],
+                f"{stock['rate']:,.0f}",
+                f"{queued['rate']:,.0f}",
+                f"{100 * (queued['rate'] / stock['rate'] - 1):+.0f}%",
+                f"{stock['p50_ms']:.2f} → {queued['p50_ms']:.2f}",
+                f"{stock['p99_ms']:.2f} → {queued['p99_ms']:.2f}",
+                f"{bare['rate']:,.0f} → {bare_queued['rate']:,.0f}",
+                f"{100 * (bare_queued['rate'] / bare['rate'] - 1):+.0f}%",
+                f"{max(r['errors'] for r in (stock, queued, bare, bare_queued))}",
+            ]
+        )
+    header = ["server", "style", "path", "stock rt/s", "queued rt/s", "gain", "p50 ms",
+              "p99 ms", "bare Channels → + QueuedSendMixin rt/s", "bare gain",
+              "errors"]  # fmt: skip
+    note = (
+        "The project's sync endpoints on two server processes of the same server, one with "
+        "SYNC_SEND=stock (Channels' `async_to_sync` send, which waits for the event loop) and "
+        "one with SYNC_SEND=queued (`apps.core.consumers.QueuedSendMixin`: the send is handed "
+        "to the loop in order and the handler carries on), in the same interleaved slices; "
+        "then the bare sync consumers without and with the mixin."
+    )
+    return note + "\n\n" + table(header, out)
+
+
 def connections_table(results: dict[str, Any]) -> str:
     """Idle sockets, memory per socket and handshake rate."""
     out = [
@@ -168,6 +207,14 @@ def connections_table(results: dict[str, Any]) -> str:
     header = ["server", "path", "idle sockets held", "new connections/s", "KiB per socket",
               "server RSS MiB", "client CPU"]  # fmt: skip
     return table(header, out)
+
+
+FANOUT_NOTE = (
+    "Each broadcast is timed from its send to each member's copy. The last two rows are the "
+    "lobby's case (RedisChannelLayer, `NoDatabaseMixin`, two processes) with Python's garbage "
+    "collector thresholds and with the project's `GC_THRESHOLD`, broadcasts taking turns "
+    "between them (two more server processes, each pair on its own Redis database)."
+)
 
 
 def fanout_table(results: dict[str, Any]) -> str:
@@ -323,10 +370,20 @@ def tables(results: dict[str, Any]) -> str:
         if any(r["kind"] == "bare + NoDatabaseMixin" for r in results["echo"]):
             parts += ["## Optimisation: async dispatch without the database hop",
                       optimisation_table(results)]  # fmt: skip
+    if results.get("syncsend"):
+        parts += ["## Optimisation: sync sends that do not wait for the event loop",
+                  sync_send_table(results)]  # fmt: skip
     if "connections" in results:
         parts += ["## Idle connections", connections_table(results)]
     if "fanout" in results:
-        parts += ["## Fan-out (group_send to N sockets, daphne)", fanout_table(results)]
+        parts += [
+            "## Fan-out (group_send to N sockets, daphne)",
+            FANOUT_NOTE,
+            fanout_table(results),
+        ]
+    elif results.get("gcfanout"):
+        parts += ["## Fan-out: garbage collector thresholds", FANOUT_NOTE,
+                  fanout_table({"fanout": results["gcfanout"]})]  # fmt: skip
     if "profile" in results:
         parts += ["## Where the server's time goes (py-spy, daphne, raw echo)",
                   profile_table(results)]  # fmt: skip
@@ -364,7 +421,8 @@ def chart(results: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, max(panels, 1), figsize=(6.5 * max(panels, 1), 5.5), squeeze=False)
     websockets = next((r["rate"] for r in echo if r["server"] == "websockets"), None)
     kinds = [("bare Channels", "#9aa5b1"), ("project", "#2f6fb0"),
-             ("bare + NoDatabaseMixin", "#e08a1e")]  # fmt: skip
+             ("bare + NoDatabaseMixin", "#e08a1e"),
+             ("bare + QueuedSendMixin", "#8a4fb0")]  # fmt: skip
     for ax, server in zip(axes[0], server_names, strict=False):
         styles = [s for s in dict.fromkeys(r["style"] for r in echo if r["server"] == server)
                   if s != "bare ASGI"]  # fmt: skip
@@ -424,7 +482,8 @@ took {results["wall_seconds"]:.0f} s; the code is in `bench/`).
 - Method: every server serves `bench.asgi:application`: the project's own routes (`/ws/...`,
   with origin check, auth, journal and limiter) plus bare references without middleware
   (`/bench/...`): a plain ASGI echo, minimal Channels consumers of each style, the same with
-  `apps.core.consumers.NoDatabaseMixin`, and a fan-out consumer. One `websockets` echo server
+  `apps.core.consumers.NoDatabaseMixin` (async) or `QueuedSendMixin` (sync), and a fan-out
+  consumer. One `websockets` echo server
   is the ceiling no ASGI server can beat. Daphne runs with the flags of `make run`
   (`{results.get("daphne_args") or "its defaults"}`), uvicorn with its defaults (uvloop,
   httptools, the websockets sans-I/O protocol). The client is one uvloop process using the

@@ -203,6 +203,24 @@ WS_LIMITS: dict[str, dict[str, float]] = {
 for _kind, _overrides in json.loads(os.environ.get("WS_LIMITS") or "{}").items():
     WS_LIMITS[_kind] = {**WS_LIMITS.get(_kind, {}), **_overrides}
 
+# How a sync consumer's `self.send` reaches the event loop (apps/core/consumers.py,
+# QueuedSendMixin): "stock" is Channels' own async_to_sync, which waits for the loop; "queued"
+# hands the message over and returns at once, in order. Queued is faster on a server with CPU to
+# spare and slower on a core other processes crowd: README, "What each choice costs".
+SYNC_SEND = os.environ.get("SYNC_SEND") or "stock"
+if SYNC_SEND not in {"queued", "stock"}:
+    raise ImproperlyConfigured(f"SYNC_SEND={SYNC_SEND!r}: use 'queued' or 'stock'.")
+
+# The garbage collector's thresholds in every process that sets Django up (apps/core/apps.py).
+# Python's (700, 10, 10) collect the oldest generation whenever enough objects that were merely
+# in flight get promoted: with 1,000 sockets a full pass takes ~120 ms and found nothing to free,
+# and it struck every fourth lobby broadcast, which was the broadcast's p99 (docs/benchmarks.md).
+# Collecting the young generation every 50,000 allocations instead of every 700 leaves those
+# objects time to die young. GC_THRESHOLD="" keeps Python's own.
+GC_THRESHOLD = tuple(int(n) for n in os.environ.get("GC_THRESHOLD", "50000,10,10").split(",") if n)
+if GC_THRESHOLD and len(GC_THRESHOLD) != 3:
+    raise ImproperlyConfigured(f"GC_THRESHOLD={GC_THRESHOLD!r}: three integers, or empty.")
+
 # The event journal (apps/core/journal.py) records the ASGI events of connections that ask
 # for it with ?journal=<id>, on these paths only, so a page can show what the consumer saw.
 JOURNAL_PATH_PREFIXES = ("/ws/sc/", "/ws/ac/", "/ws/auth/", "/ws/jobs/")

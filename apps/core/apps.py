@@ -1,4 +1,7 @@
+import gc
+
 from django.apps import AppConfig
+from django.conf import settings
 
 
 class CoreConfig(AppConfig):
@@ -8,7 +11,12 @@ class CoreConfig(AppConfig):
     label = "core"
 
     def ready(self) -> None:
-        """Under daphne, let browsers answer a server's close in time (daphne_close.py)."""
+        """
+        Apply GC_THRESHOLD to this process's garbage collector (settings.py says why) and,
+        under daphne, let browsers answer a server's close in time (daphne_close.py).
+        """
         from .daphne_close import lengthen_close_handshake
 
+        if settings.GC_THRESHOLD:
+            gc.set_threshold(*settings.GC_THRESHOLD)
         lengthen_close_handshake()

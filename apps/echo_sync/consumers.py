@@ -5,6 +5,8 @@ Every handler here runs in a worker thread: Channels hands each message to asgir
 thread-sensitive executor, one thread shared by all sync code in the process. That is why a
 sync consumer may call the ORM directly, and why one slow handler delays every other sync
 consumer in the same process (the JSON consumer's `block` command shows it).
+`QueuedSendMixin` lets `self.send` return without waiting for the event loop when
+`SYNC_SEND = "queued"` (apps/core/consumers.py says when that pays).
 
 Channels also calls `close_old_connections()` before and after each handler, as Django does
 around a request: a connection that broke, or outlived `CONN_MAX_AGE`, is never reused.
@@ -19,11 +21,12 @@ from channels.generic.websocket import JsonWebsocketConsumer, WebsocketConsumer
 from django.db import DatabaseError
 
 from apps.core import protocol
+from apps.core.consumers import QueuedSendMixin
 from apps.core.limits import BlockBudget, Limiter
 from apps.core.models import MAX_NOTE_CHARS, Note
 
 
-class SyncEchoConsumer(SyncConsumer):
+class SyncEchoConsumer(QueuedSendMixin, SyncConsumer):
     """Raw ASGI: each event is a dict, handled by the method named after its `type`."""
 
     def websocket_connect(self, event: dict[str, Any]) -> None:
@@ -52,7 +55,7 @@ class SyncEchoConsumer(SyncConsumer):
         raise StopConsumer()
 
 
-class SyncGenericEchoConsumer(WebsocketConsumer):
+class SyncGenericEchoConsumer(QueuedSendMixin, WebsocketConsumer):
     """The generic consumer turns events into `connect`, `receive(text_data, bytes_data)`..."""
 
     def connect(self) -> None:
@@ -70,7 +73,7 @@ class SyncGenericEchoConsumer(WebsocketConsumer):
             self.send(bytes_data=bytes_data)
 
 
-class SyncJsonConsumer(JsonWebsocketConsumer):
+class SyncJsonConsumer(QueuedSendMixin, JsonWebsocketConsumer):
     """JSON in, typed envelopes out: `receive_json` gets decoded objects."""
 
     def connect(self) -> None:

@@ -1,7 +1,13 @@
-"""The sync consumers against the shared echo contract, plus what is particular to them."""
+"""
+The sync consumers against the shared echo contract, plus what is particular to them.
+
+Every test here runs twice: with the project's queued sends and with Channels' stock ones
+(SYNC_SEND, apps/core/consumers.py), so neither may break the contract.
+"""
 
 import threading
 import time
+from typing import Any
 
 import pytest
 from channels.testing import ApplicationCommunicator
@@ -21,6 +27,12 @@ from apps.echo_sync.consumers import SyncEchoConsumer
 
 PREFIX = "/ws/sc/"
 JSON = PREFIX + "json/"
+
+
+@pytest.fixture(params=["queued", "stock"], autouse=True)
+def sync_send(request: pytest.FixtureRequest, settings: Any) -> str:
+    settings.SYNC_SEND = request.param
+    return request.param
 
 
 class TestEcho(EchoContract):
