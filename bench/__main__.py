@@ -435,6 +435,8 @@ def orm_section(args: argparse.Namespace) -> list[dict[str, Any]]:
                 entries = [(what, style, process.ws_url + path, payload) for what, payload in ways]
                 rows += echo_rows(orm_args, "daphne", entries)
     return rows
+
+
 def gc_fanout_section(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Only the GC comparison of the fan-out section, with a Redis of its own."""
     redis_server = servers.start_redis()
