@@ -5,6 +5,8 @@ The behaviour design.md promises for an echo app, written once and run against e
 so the sync and async consumers are held to exactly the same contract.
 """
 
+import os
+
 import pytest
 from channels.testing import WebsocketCommunicator
 
@@ -162,6 +164,8 @@ class JsonContract:
         assert info["path"] == path
         assert info["subprotocols_offered"] == [SUBPROTOCOL]
         assert info["user"] is None
+        assert info["process"] == os.getpid()  # the process that served the socket
+        assert info["client"] is None  # a communicator's scope has no peer address
         await comm.disconnect()
 
     async def test_server_close_with_code_and_reason(self, path: str) -> None:
