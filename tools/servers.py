@@ -383,6 +383,39 @@ class Cluster:
         self.supervisor.stop(timeout=30)
 
 
+def write_cluster_config(
+    run_dir: Path,
+    workers: int,
+    port: int,
+    daphne_args: tuple[str, ...] = (),
+    static_root: Path | None = None,
+    app: str = APPLICATION,
+) -> list[Path]:
+    """Fill in deploy/'s templates into `run_dir`; return the daphne processes' sockets."""
+    for folder in (run_dir / "logs", run_dir / "nginx-temp"):
+        folder.mkdir(parents=True, exist_ok=True)
+    sockets = [run_dir / f"daphne{n}.sock" for n in range(workers)]
+    values = {
+        "ROOT": str(BASE_DIR),
+        "RUN": str(run_dir),
+        "WORKERS": str(workers),
+        "PYTHON": sys.executable,
+        "REDIS_SERVER": find_binary("redis-server", "/usr/bin/redis-server"),
+        "DAPHNE_FLAGS": " ".join(daphne_args),
+        "APP": app,
+        # The worker serves the "jobs" channel of apps/jobs; no such app, nothing to start.
+        "WORKER_AUTOSTART": "true" if (BASE_DIR / "apps" / "jobs").is_dir() else "false",
+        "USER": getpass.getuser(),
+        "LISTEN": f"127.0.0.1:{port}",
+        "ACCESS_LOG": str(run_dir / "nginx-access.log"),
+        "STATIC_ROOT": str((static_root or BASE_DIR / "staticfiles").resolve()),
+        "UPSTREAM_SERVERS": "\n".join(f"    server unix:{s} max_fails=0;" for s in sockets),
+    }
+    for template in ("supervisord.conf", "nginx.conf", "nginx-site.conf"):
+        (run_dir / template).write_text(render(DEPLOY_DIR / template, values))
+    return sockets
+
+
 def start_cluster(
     workers: int = 2,
     port: int | None = None,
@@ -400,28 +433,7 @@ def start_cluster(
     """
     port = port or free_port()
     run_dir = (run_dir or ARTIFACTS / f"cluster-{port}").resolve()
-    static_root = (static_root or BASE_DIR / "staticfiles").resolve()
-    for folder in (run_dir / "logs", run_dir / "nginx-temp"):
-        folder.mkdir(parents=True, exist_ok=True)
-    sockets = [run_dir / f"daphne{n}.sock" for n in range(workers)]
-    values = {
-        "ROOT": str(BASE_DIR),
-        "RUN": str(run_dir),
-        "WORKERS": str(workers),
-        "PYTHON": sys.executable,
-        "REDIS_SERVER": find_binary("redis-server", "/usr/bin/redis-server"),
-        "DAPHNE_FLAGS": " ".join(daphne_args),
-        "APP": app,
-        # The worker serves the "jobs" channel of apps/jobs; no such app, nothing to start.
-        "WORKER_AUTOSTART": "true" if (BASE_DIR / "apps" / "jobs").is_dir() else "false",
-        "USER": getpass.getuser(),
-        "LISTEN": f"127.0.0.1:{port}",
-        "ACCESS_LOG": str(run_dir / "nginx-access.log"),
-        "STATIC_ROOT": str(static_root),
-        "UPSTREAM_SERVERS": "\n".join(f"    server unix:{s} max_fails=0;" for s in sockets),
-    }
-    for template in ("supervisord.conf", "nginx.conf", "nginx-site.conf"):
-        (run_dir / template).write_text(render(DEPLOY_DIR / template, values))
+    sockets = write_cluster_config(run_dir, workers, port, daphne_args, static_root, app)
 
     command = [
         sys.executable,
