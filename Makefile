@@ -23,7 +23,7 @@ DAPHNE_FLAGS ?= --websocket-max-message-size 524288 --websocket-max-frame-size 5
 	--application-close-timeout 10 --websocket_timeout 86400
 
 .PHONY: run test unit e2e lint compat system-deps install clean bench soak \
-	conformance conformance-quick cluster cluster-restart
+	conformance conformance-quick cluster cluster-restart bench-cluster
 
 # ---------------------------------------------------------------- set-up
 $(BIN)/.installed: requirements/lock.txt pyproject.toml
@@ -81,6 +81,11 @@ cluster-restart: install
 # docs/benchmarks.md and docs/benchmarks.png. BENCH_ARGS="--seconds 1" for a quick look.
 bench: install system-deps
 	$(BIN)/python -m bench --daphne-args="$(DAPHNE_FLAGS)" $(BENCH_ARGS)
+
+# nginx's cost, 1 vs 2 daphne processes, 2,000 sockets through nginx, a broadcast to 1,000
+# sockets over both processes (about two minutes); writes its section of docs/benchmarks.md.
+bench-cluster: install system-deps
+	$(BIN)/python -m bench.cluster --daphne-args="$(DAPHNE_FLAGS)" $(BENCH_ARGS)
 
 # 1,000 sockets on the six echo endpoints of a daphne started with the flags of `make run`,
 # for SOAK_SECONDS: every message must come back once, in order.
