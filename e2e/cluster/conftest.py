@@ -1,7 +1,7 @@
 """
 The cluster for the browser tests: `make cluster`'s nginx, supervisord, two daphne processes
 and redis-server (deploy/, started by tools/servers.py), on a free port, on the test database,
-for the whole session. Every test in this folder talks to it through nginx: `page.goto("/")`
+for the whole session. Every page in this folder talks to it through nginx: `page.goto("/")`
 goes to nginx, not to a daphne.
 """
 
@@ -43,9 +43,12 @@ def cluster(
         "STATIC_ROOT": str(static_root),
         "PRESENCE_TTL": str(PRESENCE_TTL),
     }
+    # collectstatic runs while the processes start: only nginx needs its output, and only
+    # pages (not the start) need its manifest.
     command = [sys.executable, "manage.py", "collectstatic", "--no-input", "-v", "0"]
-    subprocess.run(command, env=env, cwd=BASE_DIR, check=True)
+    collecting = subprocess.Popen(command, env=env, cwd=BASE_DIR)
     running = start_cluster(workers=2, env=env, static_root=static_root)
+    assert collecting.wait(timeout=120) == 0, "collectstatic failed"
     artifacts.register(running.nginx)
     artifacts.register(running.supervisor)
     yield running
@@ -63,16 +66,12 @@ def cluster(
 
 
 @pytest.fixture(scope="session")
-def base_url(cluster: Cluster) -> str:
-    """Lets tests say `page.goto("/sync/")`, through nginx."""
-    return cluster.http_url
-
-
-@pytest.fixture(scope="session")
 def browser_context_args(browser_context_args: dict[str, Any], cluster: Cluster) -> dict[str, Any]:
     """
-    pytest-playwright's context options with the cluster's URL: its own fixture is computed
-    once per session, with the single-daphne URL the rest of the suite uses.
+    pytest-playwright's context options with the cluster's URL, so `page.goto("/sync/")` goes
+    to nginx. Its own fixture is computed once per session, with the single-daphne `base_url`
+    the rest of the suite uses: `base_url` itself is not overridden here, or whichever folder
+    ran first would decide it for every test.
     """
     return {**browser_context_args, "base_url": cluster.http_url}
 
