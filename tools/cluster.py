@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> None:
     signal.signal(signal.SIGTERM, stop)
     try:
         print(f"\nThe showcase: {cluster.http_url}/  (Ctrl-C stops everything)")
-        print(f"nginx -> {args.workers} daphne processes, worker, redis-server; in {run_dir}")
+        print(f"nginx -> {args.workers} daphne processes; supervisord runs, in {run_dir}:")
         print(cluster.ctl("status"), end="", flush=True)
         print("Rolling restart of the daphne processes: make cluster-restart")
         while cluster.supervisor.process.poll() is None and cluster.nginx.process.poll() is None:
