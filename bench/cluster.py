@@ -313,6 +313,15 @@ def section(results: dict[str, Any], text: str, command: str) -> str:
         p["kib_per_socket"] for n, p in idle.items() if n != "nginx worker"
     )
     nginx_kib = idle["nginx worker"]["kib_per_socket"]
+    rates = [row["rate"] for row in results["echo"]]
+    between = max(rates) / min(rates) - 1
+    within = max(max(row["slices"]) / max(min(row["slices"]), 1) - 1 for row in results["echo"])
+    verdict = (
+        "smaller than the noise: this run measures neither nginx's cost nor a second "
+        "process's gain, only that neither is large next to what else the machine was doing"
+        if between <= within
+        else "larger than the noise within each row, so the ratios above stand for this run"
+    )
     return f"""## The cluster: nginx in front of N daphne (`make cluster`)
 
 Measured with `{command}` ({results["wall_seconds"]:.0f} s; `bench/cluster.py`) on
@@ -329,9 +338,9 @@ the client already share all the CPU there is, so a second daphne process can on
 part of a core the others leave idle: `WORKERS=2` beside `WORKERS=1` shows that the processes
 share the load (the broadcast's recipients split evenly, each process holding half the
 sockets), not how far it scales. nginx's own cost (one more hop per message, each way) comes
-out of the same two cores; when the machine is busy it hides in the slices' spread. What does
-hold here is memory: each daphne grows by about {daphne_kib:.0f} KiB per idle socket whichever
-process holds it, and nginx by about {nginx_kib:.0f} KiB per proxied socket (its two
+out of the same two cores. In this run the echo rows differ by {100 * between:.0f}% while one
+row's own slices differ by up to {100 * within:.0f}%: {verdict}. What does hold here is
+memory: each daphne grows by about {daphne_kib:.0f} KiB per idle socket whichever process holds it, and nginx by about {nginx_kib:.0f} KiB per proxied socket (its two
 connections and their buffers), so 10,000 sockets cost about {10_000 * daphne_kib / 1024:,.0f}
 MiB across the daphne processes plus {10_000 * nginx_kib / 1024:,.0f} MiB in nginx.
 
