@@ -340,9 +340,10 @@ share the load (the broadcast's recipients split evenly, each process holding ha
 sockets), not how far it scales. nginx's own cost (one more hop per message, each way) comes
 out of the same two cores. In this run the echo rows differ by {100 * between:.0f}% while one
 row's own slices differ by up to {100 * within:.0f}%: {verdict}. What does hold here is
-memory: each daphne grows by about {daphne_kib:.0f} KiB per idle socket whichever process holds it, and nginx by about {nginx_kib:.0f} KiB per proxied socket (its two
-connections and their buffers), so 10,000 sockets cost about {10_000 * daphne_kib / 1024:,.0f}
-MiB across the daphne processes plus {10_000 * nginx_kib / 1024:,.0f} MiB in nginx.
+memory: each daphne grows by about {daphne_kib:.0f} KiB per idle socket, whichever process
+holds it, and nginx by about {nginx_kib:.0f} KiB per proxied socket (its two connections and
+their buffers), so 10,000 sockets cost about {10_000 * daphne_kib / 1024:,.0f} MiB across the
+daphne processes plus {10_000 * nginx_kib / 1024:,.0f} MiB in nginx.
 
 **What the figures predict for more cores.** A daphne process is one event loop (and one
 thread for sync handlers): it never uses more than a core, so on one process the echo rate
