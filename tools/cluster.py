@@ -88,19 +88,12 @@ def run(args: argparse.Namespace) -> None:
 
 def restart(args: argparse.Namespace) -> None:
     """Restart the running cluster's daphne processes one at a time."""
-    config = args.run_dir.resolve() / "supervisord.conf"
-    if not config.exists():
-        sys.exit(f"no cluster in {args.run_dir} (start one with `make cluster`)")
-    ctl = [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(config)]
-    status = subprocess.run([*ctl, "status"], capture_output=True, text=True).stdout
-    names = sorted(line.split()[0] for line in status.splitlines() if line.startswith("daphne:"))
-    if not names:
-        sys.exit(f"no daphne process runs under {config}")
-    # The same steps as servers.Cluster.rolling_restart, without a handle on the processes.
-    for name in names:
-        subprocess.run([*ctl, "restart", name], check=True)
-        socket_path = config.parent / f"{name.split(':')[-1]}.sock"
-        servers.wait_for_unix_socket(socket_path)
+    run_dir = args.run_dir.resolve()
+    if not (run_dir / "supervisor.sock").exists():
+        sys.exit(f"no cluster runs in {args.run_dir} (start one with `make cluster`)")
+    processes = servers.supervisor_rpc(run_dir).getAllProcessInfo()
+    names = [f"{p['group']}:{p['name']}" for p in processes if p["group"] == "daphne"]
+    servers.restart_one_at_a_time(run_dir, names)
     print(f"restarted {', '.join(names)}, one at a time")
 
 

@@ -15,9 +15,11 @@ import socket
 import subprocess
 import sys
 import time
+import xmlrpc.client
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(os.environ.get("ARTIFACTS_DIR", BASE_DIR / "artifacts"))
@@ -269,6 +271,26 @@ def wait_for_unix_socket(
     raise TimeoutError(f"nothing listened on {path} within {timeout} s")
 
 
+def supervisor_rpc(run_dir: Path) -> Any:
+    """The XML-RPC interface of the supervisord whose unix socket is in `run_dir`."""
+    from supervisor.xmlrpc import SupervisorTransport
+
+    transport = SupervisorTransport(serverurl=f"unix://{run_dir / 'supervisor.sock'}")
+    return xmlrpc.client.ServerProxy("http://supervisord", transport=transport).supervisor
+
+
+def restart_one_at_a_time(run_dir: Path, names: list[str]) -> None:
+    """
+    Restart these daphne programs in turn, each accepting on its socket again before the next
+    stops, so nginx always has a process to send a reconnecting browser to.
+    """
+    rpc = supervisor_rpc(run_dir)
+    for name in names:
+        rpc.stopProcess(name)  # returns once it has stopped, as `supervisorctl restart` does
+        rpc.startProcess(name)  # ... and once it has run for startsecs
+        wait_for_unix_socket(run_dir / f"{name.split(':')[-1]}.sock")
+
+
 @dataclass
 class Cluster:
     """
@@ -324,15 +346,19 @@ class Cluster:
         """The filled-in supervisord configuration."""
         return self.run_dir / "supervisord.conf"
 
+    def rpc(self) -> Any:
+        """supervisord's XML-RPC interface (what supervisorctl talks to)."""
+        return supervisor_rpc(self.run_dir)
+
     def status(self) -> dict[str, tuple[str, int | None]]:
-        """Each program's state and pid, as supervisorctl reports them."""
-        states: dict[str, tuple[str, int | None]] = {}
-        for line in self.ctl("status").splitlines():
-            parts = line.split()
-            if len(parts) >= 2:
-                found = re.search(r"pid (\d+)", line)
-                states[parts[0]] = (parts[1], int(found.group(1)) if found else None)
-        return states
+        """Each program's state and pid (None unless it runs), by supervisor name."""
+        return {
+            f"{info['group']}:{info['name']}" if info["group"] != info["name"] else info["name"]: (
+                info["statename"],
+                info["pid"] or None,
+            )
+            for info in self.rpc().getAllProcessInfo()
+        }
 
     def pid(self, name: str) -> int:
         """The pid of a running program (e.g. `daphne:daphne0`)."""
@@ -364,12 +390,9 @@ class Cluster:
         Restart every daphne, one at a time, each serving again before the next stops, so
         nginx always has a process to send a reconnecting browser to. Returns the new pids.
         """
-        new = {}
-        for name in self.daphnes:
-            old = self.pid(name)
-            self.ctl("restart", name)
-            new[name] = self.wait_serving(name, other_than=old)
-        return new
+        old = {name: self.pid(name) for name in self.daphnes}
+        restart_one_at_a_time(self.run_dir, self.daphnes)
+        return {name: self.wait_serving(name, other_than=old[name]) for name in self.daphnes}
 
     def logs(self) -> dict[str, str]:
         """Every log of the cluster (supervisord's, nginx's, each program's), by file name."""
@@ -443,9 +466,7 @@ def start_cluster(
         str(run_dir / "supervisord.conf"),
     ]
     # Its own session, like nginx: the caller stops both, in order, on its Ctrl-C.
-    supervisor = _launch(
-        f"supervisord-{port}", command, port, dict(env or server_env()), own_session=True
-    )
+    supervisor = _launch("supervisord", command, port, dict(env or server_env()), own_session=True)
     try:
         for path in [run_dir / "redis.sock", *sockets]:
             wait_for_unix_socket(path, supervisor.process)
