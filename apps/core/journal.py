@@ -35,9 +35,7 @@ JOURNAL_ID = re.compile(r"[A-Za-z0-9-]{16,64}")
 
 _journals: OrderedDict[str, deque[dict[str, Any]]] = OrderedDict()
 # One client per event loop: a Redis connection belongs to the loop that opened it.
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = (
-    weakref.WeakKeyDictionary()
-)
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = weakref.WeakKeyDictionary()
 
 
 def _summary(direction: str, event: dict[str, Any]) -> dict[str, Any]:
