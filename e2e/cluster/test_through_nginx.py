@@ -11,7 +11,6 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 from websockets.sync.client import connect as ws_connect
 
-from e2e import test_endpoints
 from e2e.cluster.conftest import access_log, logged_request
 from e2e.cluster.helpers import connect_on, lobby_on, log_in_over_http
 from e2e.console import Console
@@ -21,7 +20,10 @@ from e2e.test_auth import (  # noqa: F401
     test_log_in_through_the_page_then_hello_and_presence,
     users,
 )
-from e2e.test_endpoints import test_json_envelopes_and_errors  # noqa: F401
+from e2e.test_endpoints import (  # noqa: F401
+    test_json_envelopes_and_errors,
+    test_pure_echo_round_trips_with_each_binary_type,
+)
 from e2e.test_pages import (  # noqa: F401
     test_home_lists_every_demo_and_shows_the_asgi_wiring,
     test_style_page_shows_its_consumers_and_labelled_controls,
@@ -29,14 +31,6 @@ from e2e.test_pages import (  # noqa: F401
 from tools.servers import Cluster
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-# Of the four pure-echo endpoints, one of each style: the proxy treats them all alike.
-@pytest.mark.parametrize(
-    ("page_path", "endpoint"), [("/sync/", "/ws/sc/"), ("/async/", "/ws/ac/generic/")]
-)
-def test_pure_echo_round_trips_through_nginx(page: Page, page_path: str, endpoint: str) -> None:
-    test_endpoints.test_pure_echo_round_trips_with_each_binary_type(page, page_path, endpoint)
 
 
 def test_pages_come_from_both_processes_and_static_files_from_nginx(
@@ -129,7 +123,7 @@ def test_two_users_on_different_processes_chat_and_logout_reaches_every_process(
     assert bob.records("close") == []
 
 
-def test_anonymous_lobby_socket_gets_4401_in_a_clean_close_through_nginx(page: Page) -> None:
+def test_anonymous_lobby_sockets_through_nginx(page: Page) -> None:
     # On daphne alone the same close reaches Chromium unclean (e2e/test_auth.py): daphne resets
     # the TCP connection after the closing handshake. Here that reset hits nginx, which has
     # already passed the close on and ends the browser's connection properly.
@@ -144,6 +138,14 @@ def test_anonymous_lobby_socket_gets_4401_in_a_clean_close_through_nginx(page: P
     events = console.journal_until("websocket.disconnect")
     sent = [(e["code"], e["reason"]) for e in events if e["type"] == "websocket.close"]
     assert sent == [(4401, "log in first: this socket has no user")]
+
+    # The strict endpoint's refusal (HTTP 403 before accept) passes through nginx unchanged.
+    since = console.mark()
+    page.get_by_role("button", name="Connect to /ws/auth/strict/").click()
+    close = console.wait_for("close", since)[0]
+    kinds = [r["kind"] for r in console.records(since=since) if r["kind"] != "call"]
+    assert kinds == ["connect", "error", "close"]
+    assert (close["code"], close["wasClean"]) == (1006, False)
 
 
 def test_journal_panel_collects_the_consumers_events_from_any_process(
