@@ -41,13 +41,16 @@ def hello(console: Console, since: int = 0) -> dict:
 
 
 def lobby_on(page: Page, pid: int, url: str = "/auth/") -> Console:
-    """Reload the (logged-in) lobby page until its socket is served by process `pid`."""
+    """Open the (logged-in) lobby page, reconnecting its socket until process `pid` serves it."""
+    page.goto(url)
+    page.wait_for_function("() => (window.socketConsoles || []).length > 0")
+    console = Console(page)
+    since = 0
     for _ in range(ATTEMPTS):
-        page.goto(url)
-        page.wait_for_function("() => (window.socketConsoles || []).length > 0")
-        console = Console(page)
-        if hello(console)["process"] == pid:
+        if hello(console, since)["process"] == pid:
             return console
+        since = console.mark()
+        console.run("(c) => c.connect()")  # a new handshake: nginx's next process
     raise AssertionError(f"no lobby socket landed on process {pid} in {ATTEMPTS} tries")
 
 
