@@ -113,8 +113,8 @@ def test_rolling_restart_leaves_every_console_connected(
         console.wait_for("reconnected", marks[console], timeout=15_000)
         expect(console.root.locator("[data-ready-state]")).to_have_text("1 OPEN")
         assert info(console)["process"] in after
-    since = bob.records("reconnected", marks[bob])
-    assert since, "the lobby's socket was on a restarted process: it must have reconnected"
+    back = bob.records("reconnected", marks[bob])
+    assert back, "the lobby's socket was on a restarted process: it must have reconnected"
     assert hello(bob, marks[bob])["process"] in after
     expect(bob_page.locator("[data-lobby-status]")).to_contain_text("connected as bob")
     expect(bob_page.locator("[data-online] li")).to_have_count(1)
