@@ -214,6 +214,12 @@ def broadcast(args: argparse.Namespace, cluster: servers.Cluster) -> dict[str, A
     }
 
 
+def round_ratios(results: dict[str, Any], row: int, base: int) -> list[float]:
+    """Row `row` over row `base`, round by round: slices measured back to back met alike noise."""
+    echo = results["echo"]
+    return [a / b for a, b in zip(echo[row]["slices"], echo[base]["slices"], strict=True)]
+
+
 def tables(results: dict[str, Any]) -> str:
     """The section's Markdown tables."""
     base = results["echo"][0]["rate"]
@@ -235,6 +241,13 @@ def tables(results: dict[str, Any]) -> str:
             f"{row['rate'] / one:.2f} | {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | "
             f"{row['client_cpu']:.0f}% |"
         )
+    nginx_cost = ", ".join(f"{r:.2f}" for r in round_ratios(results, 1, 0))
+    second = ", ".join(f"{r:.2f}" for r in round_ratios(results, 2, 1))
+    lines += [
+        "",
+        f"Round by round (each round measures the three rows back to back): nginx -> 1 daphne "
+        f"over daphne alone {nginx_cost}; nginx -> 2 daphne over nginx -> 1 daphne {second}.",
+    ]
     idle = results["idle"]
     lines += [
         "",
@@ -313,14 +326,20 @@ def section(results: dict[str, Any], text: str, command: str) -> str:
         p["kib_per_socket"] for n, p in idle.items() if n != "nginx worker"
     )
     nginx_kib = idle["nginx worker"]["kib_per_socket"]
-    rates = [row["rate"] for row in results["echo"]]
-    between = max(rates) / min(rates) - 1
-    within = max(max(row["slices"]) / max(min(row["slices"]), 1) - 1 for row in results["echo"])
-    verdict = (
-        "smaller than the noise: this run measures neither nginx's cost nor a second "
-        "process's gain, only that neither is large next to what else the machine was doing"
-        if between <= within
-        else "larger than the noise within each row, so the ratios above stand for this run"
+
+    def verdict(ratios: list[float], what: str) -> str:
+        low, high = min(ratios), max(ratios)
+        if low <= 1 <= high:
+            return f"{what} is within the noise (rounds from {low:.2f} to {high:.2f})"
+        if low > 1:
+            return f"{what} came out faster in every round, by {low - 1:.0%} to {high - 1:.0%}"
+        return f"{what} came out slower in every round, by {1 - high:.0%} to {1 - low:.0%}"
+
+    findings = "; ".join(
+        [
+            verdict(round_ratios(results, 1, 0), "going through nginx"),
+            verdict(round_ratios(results, 2, 1), "a second daphne"),
+        ]
     )
     return f"""## The cluster: nginx in front of N daphne (`make cluster`)
 
@@ -338,8 +357,7 @@ the client already share all the CPU there is, so a second daphne process can on
 part of a core the others leave idle: `WORKERS=2` beside `WORKERS=1` shows that the processes
 share the load (the broadcast's recipients split evenly, each process holding half the
 sockets), not how far it scales. nginx's own cost (one more hop per message, each way) comes
-out of the same two cores. In this run the echo rows differ by {100 * between:.0f}% while one
-row's own slices differ by up to {100 * within:.0f}%: {verdict}. What does hold here is
+out of the same two cores. In this run, {findings}. What does hold here is
 memory: each daphne grows by about {daphne_kib:.0f} KiB per idle socket, whichever process
 holds it, and nginx by about {nginx_kib:.0f} KiB per proxied socket (its two connections and
 their buffers), so 10,000 sockets cost about {10_000 * daphne_kib / 1024:,.0f} MiB across the
