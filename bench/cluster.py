@@ -102,6 +102,12 @@ def deployment(args: argparse.Namespace, workdir: Path) -> Iterator[dict[str, An
     finally:
         for server in reversed(started):
             server.stop()
+    # A bench run that leaves a traceback in any server's log has measured a failure.
+    logs = {name: text for cluster in (one, two) for name, text in cluster.logs().items()}
+    logs[lone.log_path.name] = lone.log()
+    broken = sorted(name for name, text in logs.items() if "Traceback" in text)
+    if broken:
+        raise SystemExit(f"tracebacks in the servers' logs: {', '.join(broken)}")
 
 
 def echo_rows(args: argparse.Namespace, procs: dict[str, Any]) -> list[dict[str, Any]]:
