@@ -23,7 +23,7 @@ DAPHNE_FLAGS ?= --websocket-max-message-size 524288 --websocket-max-frame-size 5
 	--application-close-timeout 10 --websocket_timeout 86400
 
 .PHONY: run test unit e2e lint compat system-deps install clean bench soak \
-	conformance conformance-quick screenshots
+	conformance conformance-quick screenshots cluster cluster-restart bench-cluster
 
 # ---------------------------------------------------------------- set-up
 $(BIN)/.installed: requirements/lock.txt pyproject.toml
@@ -40,13 +40,14 @@ system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null || [ -x /usr/lib/chromium/chromium ] || missing="$$missing chromium"; \
 	command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || missing="$$missing redis-server"; \
+	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	  else \
 	    echo "missing:$$missing. On Debian/Ubuntu run: sudo apt-get install -y$$missing"; \
-	    echo "Elsewhere install a redis-server, and Chromium or: $(BIN)/playwright install chromium"; \
+	    echo "Elsewhere install a redis-server, nginx, and Chromium or: $(BIN)/playwright install chromium"; \
 	    exit 1; \
 	  fi; \
 	fi
@@ -66,11 +67,30 @@ endif
 screenshots: install system-deps
 	$(BIN)/python -m tools.screenshots
 
+# ---------------------------------------------------------------- as deployed (README, "Deploying")
+# nginx on 127.0.0.1:PORT (8080 here, unless PORT is given) in front of WORKERS daphne
+# processes, a Channels worker and a redis-server under supervisord (deploy/), in the
+# foreground: Ctrl-C stops all of it. Run files, logs and the generated SECRET_KEY: .cluster/.
+WORKERS ?= 2
+CLUSTER_PORT = $(if $(filter command line environment,$(origin PORT)),$(PORT),8080)
+cluster: install system-deps
+	$(BIN)/python -m tools.cluster --workers $(WORKERS) --port $(CLUSTER_PORT) \
+	  --daphne-args="$(DAPHNE_FLAGS)"
+
+# Restart the running cluster's daphne processes one at a time: browsers reconnect to the others.
+cluster-restart: install
+	$(BIN)/python -m tools.cluster restart
+
 # ---------------------------------------------------------------- load (127.0.0.1 only, bounded)
 # Styles, servers and channel layers side by side, with ceilings: a few minutes, then
 # docs/benchmarks.md and docs/benchmarks.png. BENCH_ARGS="--seconds 1" for a quick look.
 bench: install system-deps
 	$(BIN)/python -m bench --daphne-args="$(DAPHNE_FLAGS)" $(BENCH_ARGS)
+
+# nginx's cost, 1 vs 2 daphne processes, 2,000 sockets through nginx, a broadcast to 1,000
+# sockets over both processes (about two minutes); writes its section of docs/benchmarks.md.
+bench-cluster: install system-deps
+	$(BIN)/python -m bench.cluster --daphne-args="$(DAPHNE_FLAGS)" $(BENCH_ARGS)
 
 # 1,000 sockets on the six echo endpoints of a daphne started with the flags of `make run`,
 # for SOAK_SECONDS: every message must come back once, in order, and daphne's log stays free of
@@ -140,4 +160,4 @@ compat:
 	$(MAKE) --no-print-directory unit PYTHON=$$py VENV=.venv-compat
 
 clean:
-	rm -rf $(VENV) .venv-compat artifacts test-results .pytest_cache .make
+	rm -rf $(VENV) .venv-compat artifacts test-results .pytest_cache .make .cluster staticfiles

@@ -494,4 +494,12 @@ took {results["wall_seconds"]:.0f} s; the code is in `bench/`).
 
 {text}
 """
-    (DOCS / "benchmarks.md").write_text(doc)
+    # The cluster's section (bench/cluster.py, `make bench-cluster`) is measured separately:
+    # keep it.
+    path = DOCS / "benchmarks.md"
+    previous = path.read_text() if path.exists() else ""
+    start, end = "<!-- cluster:start -->", "<!-- cluster:end -->"
+    if start in previous and end in previous:
+        kept = previous[previous.index(start) : previous.index(end) + len(end)]
+        doc = doc.rstrip("\n") + "\n\n" + kept + "\n"
+    path.write_text(doc)

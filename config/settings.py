@@ -148,6 +148,10 @@ AUTH_PASSWORD_VALIDATORS = [
 if env_bool("FAST_PASSWORD_HASHER", False):
     PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
+# Sessions live in the database, which every server process shares: a login on one process
+# holds on all of them (Django's default engine, named here because the cluster relies on it).
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"
@@ -155,7 +159,15 @@ LOGOUT_REDIRECT_URL = "/"
 # ----------------------------------------------------------------------------- static files
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or BASE_DIR / "staticfiles")
+# STATIC_MANIFEST=1 (`make cluster`): pages name each file by a hash of its content
+# (console.3f2a….js), which `collectstatic` writes, so the proxy can let browsers cache them for
+# a year. Off by default: `make run` and the tests need no collectstatic first.
+if env_bool("STATIC_MANIFEST", False):
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.ManifestStaticFilesStorage"},
+    }
 
 # ----------------------------------------------------------------------------- i18n
 LANGUAGE_CODE = "en-us"
@@ -250,3 +262,17 @@ SSE_SESSION_CHECK_SECONDS = float(os.environ.get("SSE_SESSION_CHECK_SECONDS") or
 JOBS_IN_PROCESS = env_bool("JOBS_IN_PROCESS", not REDIS_URL)
 JOBS_MAX_N = int(os.environ.get("JOBS_MAX_N") or 2_000_000)  # count primes up to this, at most
 JOBS_PER_SOCKET = int(os.environ.get("JOBS_PER_SOCKET") or 2)  # unfinished jobs per socket
+
+# ----------------------------------------------------------------------------- HTTPS
+# HTTPS=1 behind a proxy that terminates TLS (README, "Deploying"): cookies only over HTTPS,
+# HTTP redirected, HSTS. The proxy must overwrite X-Forwarded-Proto (deploy/nginx.conf does), or
+# a client could claim HTTPS itself. Off, `manage.py check --deploy` reports exactly these.
+if env_bool("HTTPS", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS") or 3600)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    # Joining browsers' preload list is a separate, hard-to-undo decision: not made here.
+    SILENCED_SYSTEM_CHECKS = ["security.W021"]

@@ -6,16 +6,20 @@ managers). Nothing here depends on a server that happens to be running already.
 """
 
 import contextlib
+import getpass
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import xmlrpc.client
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(os.environ.get("ARTIFACTS_DIR", BASE_DIR / "artifacts"))
@@ -130,18 +134,39 @@ def find_tracebacks(text: str) -> list[str]:
     return found
 
 
-def _spawn(
-    name: str, command: list[str], port: int, env: Mapping[str, str] | None
+def _launch(
+    name: str,
+    command: list[str],
+    port: int,
+    env: Mapping[str, str] | None,
+    own_session: bool = False,
 ) -> ServerProcess:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     log_path = ARTIFACTS / f"{name}-{port}.log"
     log = log_path.open("w")
     process = subprocess.Popen(
-        command, stdout=log, stderr=subprocess.STDOUT, cwd=BASE_DIR, env=dict(env or os.environ)
+        command,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=BASE_DIR,
+        env=dict(env or os.environ),
+        start_new_session=own_session,
     )
     log.close()
     server = ServerProcess(name, port, process, log_path, command)
     STARTED.append(server)
+    return server
+
+
+def _spawn(
+    name: str,
+    command: list[str],
+    port: int,
+    env: Mapping[str, str] | None,
+    own_session: bool = False,
+) -> ServerProcess:
+    server = _launch(name, command, port, env, own_session)
+    process = server.process
     try:
         wait_for_port(port, process)
     except Exception:
@@ -268,3 +293,258 @@ def running(server: ServerProcess) -> Iterator[ServerProcess]:
         yield server
     finally:
         server.stop()
+
+
+def start_nginx(config: Path, port: int, prefix: Path, name: str = "nginx") -> ServerProcess:
+    """
+    nginx in the foreground (the config says `daemon off;`) as the current user, listening on
+    `port`; relative paths in the config resolve under `prefix`. Errors go to its log.
+    """
+    binary = find_binary("nginx", "/usr/sbin/nginx")
+    command = [binary, "-p", f"{prefix}/", "-e", "stderr", "-c", str(config)]
+    # Its own session: a Ctrl-C meant for the caller must not stop it behind the caller's back.
+    return _spawn(name, command, port, None, own_session=True)
+
+
+# ---------------------------------------------------------------------------- the cluster
+# `make cluster` (tools/cluster.py) and the browser tests through nginx: the files in deploy/,
+# filled in, with nginx in front of supervisord's daphne processes, worker and redis-server.
+DEPLOY_DIR = BASE_DIR / "deploy"
+PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
+APPLICATION = "config.asgi:application"
+
+
+def render(template: Path, values: Mapping[str, str]) -> str:
+    """A deploy/ template with its @NAME@ placeholders filled in; every one must have a value."""
+
+    def fill(match: re.Match[str]) -> str:
+        if match.group(1) not in values:
+            raise KeyError(f"{template.name}: no value for @{match.group(1)}@")
+        return values[match.group(1)]
+
+    return PLACEHOLDER.sub(fill, template.read_text())
+
+
+def wait_for_unix_socket(
+    path: Path, process: subprocess.Popen | None = None, timeout: float = 30.0
+) -> None:
+    """Return once something accepts connections on the unix socket; fail if `process` died."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode}; {path} never listened")
+        with (
+            contextlib.suppress(OSError),
+            socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock,
+        ):
+            sock.settimeout(0.2)
+            sock.connect(str(path))
+            return
+        time.sleep(0.02)
+    raise TimeoutError(f"nothing listened on {path} within {timeout} s")
+
+
+def supervisor_rpc(run_dir: Path) -> Any:
+    """The XML-RPC interface of the supervisord whose unix socket is in `run_dir`."""
+    from supervisor.xmlrpc import SupervisorTransport
+
+    transport = SupervisorTransport(serverurl=f"unix://{run_dir / 'supervisor.sock'}")
+    return xmlrpc.client.ServerProxy("http://supervisord", transport=transport).supervisor
+
+
+def restart_one_at_a_time(run_dir: Path, names: list[str]) -> None:
+    """
+    Restart these daphne programs in turn, each accepting on its socket again before the next
+    stops, so nginx always has a process to send a reconnecting browser to.
+    """
+    rpc = supervisor_rpc(run_dir)
+    for name in names:
+        rpc.stopProcess(name)  # returns once it has stopped, as `supervisorctl restart` does
+        rpc.startProcess(name)  # ... and once it has run for startsecs
+        wait_for_unix_socket(run_dir / f"{name.split(':')[-1]}.sock")
+
+
+@dataclass
+class Cluster:
+    """
+    A running cluster: nginx on `port` in front of supervisord, which runs `workers` daphne
+    processes (supervisor names `daphne:daphne0`, ...), the Channels worker and a redis-server,
+    all with their sockets, logs and filled-in configuration under `run_dir`.
+    """
+
+    run_dir: Path
+    workers: int
+    supervisor: ServerProcess
+    nginx: ServerProcess
+
+    @property
+    def port(self) -> int:
+        """nginx's port: the cluster's only TCP port."""
+        return self.nginx.port
+
+    @property
+    def http_url(self) -> str:
+        """The base URL for HTTP, through nginx."""
+        return self.nginx.http_url
+
+    @property
+    def ws_url(self) -> str:
+        """The base URL for WebSockets, through nginx."""
+        return self.nginx.ws_url
+
+    @property
+    def redis_url(self) -> str:
+        """The cluster's Redis, as its processes' REDIS_URL names it."""
+        return f"unix://{self.run_dir / 'redis.sock'}"
+
+    @property
+    def daphnes(self) -> list[str]:
+        """Supervisor's names of the daphne processes."""
+        return [f"daphne:daphne{n}" for n in range(self.workers)]
+
+    def socket_path(self, name: str) -> Path:
+        """The unix socket a daphne process listens on."""
+        return self.run_dir / f"{name.split(':')[-1]}.sock"
+
+    def ctl(self, *args: str) -> str:
+        """Run a supervisorctl command against this cluster; return what it printed."""
+        command = [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(self.config)]
+        done = subprocess.run(
+            [*command, *args], capture_output=True, text=True, timeout=60, cwd=BASE_DIR
+        )
+        return done.stdout + done.stderr
+
+    @property
+    def config(self) -> Path:
+        """The filled-in supervisord configuration."""
+        return self.run_dir / "supervisord.conf"
+
+    def rpc(self) -> Any:
+        """supervisord's XML-RPC interface (what supervisorctl talks to)."""
+        return supervisor_rpc(self.run_dir)
+
+    def status(self) -> dict[str, tuple[str, int | None]]:
+        """Each program's state and pid (None unless it runs), by supervisor name."""
+        return {
+            f"{info['group']}:{info['name']}" if info["group"] != info["name"] else info["name"]: (
+                info["statename"],
+                info["pid"] or None,
+            )
+            for info in self.rpc().getAllProcessInfo()
+        }
+
+    def pid(self, name: str) -> int:
+        """The pid of a running program (e.g. `daphne:daphne0`)."""
+        state, pid = self.status().get(name, ("MISSING", None))
+        if state != "RUNNING" or pid is None:
+            raise RuntimeError(f"{name} is {state}")
+        return pid
+
+    def wait_serving(self, name: str, other_than: int | None = None, timeout: float = 30) -> int:
+        """Wait until daphne `name` runs (as a process other than `other_than`) and accepts."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state, pid = self.status().get(name, ("MISSING", None))
+            if state == "RUNNING" and pid is not None and pid != other_than:
+                remaining = deadline - time.monotonic()
+                wait_for_unix_socket(self.socket_path(name), self.supervisor.process, remaining)
+                return pid
+            time.sleep(0.05)
+        raise TimeoutError(f"{name} was not serving again within {timeout} s")
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> int:
+        """Send `sig` (kill -9 by default) to a program's process; return the pid it had."""
+        pid = self.pid(name)
+        os.kill(pid, sig)
+        return pid
+
+    def rolling_restart(self) -> dict[str, int]:
+        """
+        Restart every daphne, one at a time, each serving again before the next stops, so
+        nginx always has a process to send a reconnecting browser to. Returns the new pids.
+        """
+        old = {name: self.pid(name) for name in self.daphnes}
+        restart_one_at_a_time(self.run_dir, self.daphnes)
+        return {name: self.wait_serving(name, other_than=old[name]) for name in self.daphnes}
+
+    def logs(self) -> dict[str, str]:
+        """Every log of the cluster (supervisord's, nginx's, each program's), by file name."""
+        paths = [self.supervisor.log_path, self.nginx.log_path, self.run_dir / "nginx-access.log"]
+        paths += sorted((self.run_dir / "logs").glob("*.log"))
+        return {p.name: p.read_text(errors="replace") for p in paths if p.exists()}
+
+    def stop(self) -> None:
+        """Stop nginx, then supervisord, which stops its programs (and waits for them)."""
+        self.nginx.stop()
+        self.supervisor.stop(timeout=30)
+
+
+def write_cluster_config(
+    run_dir: Path,
+    workers: int,
+    port: int,
+    daphne_args: tuple[str, ...] = (),
+    static_root: Path | None = None,
+    app: str = APPLICATION,
+) -> list[Path]:
+    """Fill in deploy/'s templates into `run_dir`; return the daphne processes' sockets."""
+    for folder in (run_dir / "logs", run_dir / "nginx-temp"):
+        folder.mkdir(parents=True, exist_ok=True)
+    sockets = [run_dir / f"daphne{n}.sock" for n in range(workers)]
+    values = {
+        "ROOT": str(BASE_DIR),
+        "RUN": str(run_dir),
+        "WORKERS": str(workers),
+        "PYTHON": sys.executable,
+        "REDIS_SERVER": find_binary("redis-server", "/usr/bin/redis-server"),
+        "DAPHNE_FLAGS": " ".join(daphne_args),
+        "APP": app,
+        # The worker serves the "jobs" channel of apps/jobs; no such app, nothing to start.
+        "WORKER_AUTOSTART": "true" if (BASE_DIR / "apps" / "jobs").is_dir() else "false",
+        "USER": getpass.getuser(),
+        "LISTEN": f"127.0.0.1:{port}",
+        "ACCESS_LOG": str(run_dir / "nginx-access.log"),
+        "STATIC_ROOT": str((static_root or BASE_DIR / "staticfiles").resolve()),
+        "UPSTREAM_SERVERS": "\n".join(f"    server unix:{s} max_fails=0;" for s in sockets),
+    }
+    for template in ("supervisord.conf", "nginx.conf", "nginx-site.conf"):
+        (run_dir / template).write_text(render(DEPLOY_DIR / template, values))
+    return sockets
+
+
+def start_cluster(
+    workers: int = 2,
+    port: int | None = None,
+    run_dir: Path | None = None,
+    env: Mapping[str, str] | None = None,
+    daphne_args: tuple[str, ...] = (),
+    static_root: Path | None = None,
+    app: str = APPLICATION,
+) -> Cluster:
+    """
+    Fill in deploy/'s templates under `run_dir`, start supervisord (daphne x `workers`, the
+    worker when the project has one, redis-server) and, once every daphne accepts, nginx on
+    `port`. The caller has run `collectstatic` into `static_root` and migrated the database
+    that `env` names; `env` is the processes' environment (SECRET_KEY, DATABASE_PATH, ...).
+    """
+    port = port or free_port()
+    run_dir = (run_dir or ARTIFACTS / f"cluster-{port}").resolve()
+    sockets = write_cluster_config(run_dir, workers, port, daphne_args, static_root, app)
+
+    command = [
+        sys.executable,
+        "-m",
+        "supervisor.supervisord",
+        "-c",
+        str(run_dir / "supervisord.conf"),
+    ]
+    # Its own session, like nginx: the caller stops both, in order, on its Ctrl-C.
+    supervisor = _launch("supervisord", command, port, dict(env or server_env()), own_session=True)
+    try:
+        for path in [run_dir / "redis.sock", *sockets]:
+            wait_for_unix_socket(path, supervisor.process)
+        nginx = start_nginx(run_dir / "nginx.conf", port, run_dir, name="nginx")
+    except Exception:
+        supervisor.stop(timeout=30)
+        raise RuntimeError(f"the cluster failed to start; see {run_dir}") from None
+    return Cluster(run_dir, workers, supervisor, nginx)

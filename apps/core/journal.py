@@ -1,26 +1,41 @@
 """
 The event journal: the ASGI events a connection exchanged with its consumer, as the consumer
-saw them, kept in this process's memory for the page to show beside the browser's own log.
+saw them, kept for the page to show beside the browser's own log.
 
 A connection opts in with `?journal=<id>` (a random id the page makes); others pay one
-query-string check at connect and nothing per message. The journal lives in one process: with
-several server processes, ask the process that served the socket.
+query-string check at connect and nothing per message. Without `REDIS_URL` the journal lives
+in this process's memory. With it, in Redis (a capped list per id, expiring when idle), so the
+page's polls of `/journal/<id>/` find the events whichever server process they land on: behind
+a load balancer (`make cluster`), the socket and the poll rarely share a process.
 """
 
+import asyncio
+import json
+import logging
 import re
 import time
+import weakref
 from collections import OrderedDict, deque
 from typing import Any
 from urllib.parse import parse_qs
 
 from django.conf import settings
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+logger = logging.getLogger(__name__)
 
 MAX_JOURNALS = 256
 MAX_EVENTS = 200
 MAX_PREVIEW = 120
+# A journal in Redis outlives its last event by this long: a page reads it within seconds.
+EXPIRY_SECONDS = 600
+REDIS_PREFIX = "core:journal:"
 JOURNAL_ID = re.compile(r"[A-Za-z0-9-]{16,64}")
 
 _journals: OrderedDict[str, deque[dict[str, Any]]] = OrderedDict()
+# One client per event loop: a Redis connection belongs to the loop that opened it.
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = weakref.WeakKeyDictionary()
 
 
 def _summary(direction: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -42,19 +57,54 @@ def _summary(direction: str, event: dict[str, Any]) -> dict[str, Any]:
     return entry
 
 
-def record(journal_id: str, direction: str, event: dict[str, Any]) -> None:
+def _redis() -> Redis | None:
+    """The running loop's Redis client when REDIS_URL is set, else None (process memory)."""
+    if not settings.REDIS_URL:
+        return None
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None:
+        client = _clients[loop] = Redis.from_url(settings.REDIS_URL)
+    return client
+
+
+async def record(journal_id: str, direction: str, event: dict[str, Any]) -> None:
     """Append one event; the oldest journals and events make room."""
-    events = _journals.get(journal_id)
-    if events is None:
-        events = _journals[journal_id] = deque(maxlen=MAX_EVENTS)
-        while len(_journals) > MAX_JOURNALS:
-            _journals.popitem(last=False)
-    events.append(_summary(direction, event))
+    entry = _summary(direction, event)
+    client = _redis()
+    if client is None:
+        events = _journals.get(journal_id)
+        if events is None:
+            events = _journals[journal_id] = deque(maxlen=MAX_EVENTS)
+            while len(_journals) > MAX_JOURNALS:
+                _journals.popitem(last=False)
+        events.append(entry)
+        return
+    key = REDIS_PREFIX + journal_id
+    try:
+        async with client.pipeline(transaction=False) as pipe:
+            pipe.rpush(key, json.dumps(entry))
+            pipe.ltrim(key, -MAX_EVENTS, -1)
+            pipe.expire(key, EXPIRY_SECONDS)
+            await pipe.execute()
+    except RedisError as error:
+        # A diagnostic aid must not cost the socket it watches: the event is left out.
+        logger.warning("journal %s: event not recorded (%s)", journal_id, error)
 
 
-def read(journal_id: str) -> list[dict[str, Any]]:
+async def read(journal_id: str) -> list[dict[str, Any]]:
     """The events recorded under this id, oldest first."""
-    return list(_journals.get(journal_id, ()))
+    client = _redis()
+    if client is None:
+        return list(_journals.get(journal_id, ()))
+    return [json.loads(item) for item in await client.lrange(REDIS_PREFIX + journal_id, 0, -1)]
+
+
+async def close_journal() -> None:
+    """Close the running loop's Redis client, if it has one (tests call this)."""
+    client = _clients.pop(asyncio.get_running_loop(), None)
+    if client is not None:
+        await client.aclose()
 
 
 def journal_id(scope: dict[str, Any]) -> str | None:
@@ -80,11 +130,11 @@ class JournalMiddleware:
 
         async def journaled_receive() -> dict[str, Any]:
             event = await receive()
-            record(key, "received", event)
+            await record(key, "received", event)
             return event
 
         async def journaled_send(event: dict[str, Any]) -> None:
-            record(key, "sent", event)
+            await record(key, "sent", event)
             await send(event)
 
         return await self.app(scope, journaled_receive, journaled_send)

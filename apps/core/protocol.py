@@ -8,6 +8,7 @@ the consumer style itself. Nothing here does I/O.
 import json
 import logging
 import math
+import os
 import re
 import threading
 import time
@@ -119,12 +120,19 @@ def close_args(content: dict[str, Any]) -> tuple[int, str]:
 
 
 def info(consumer: Any) -> Envelope:
-    """Where this consumer runs: the thread name tells a worker thread from the event loop."""
+    """
+    Where this consumer runs: the thread name tells a worker thread from the event loop, the
+    process id which server process (behind a load balancer, one of several), and `client` the
+    peer's address as the server saw it (behind a proxy, from its X-Forwarded-For).
+    """
     user = consumer.scope.get("user")
+    client = consumer.scope.get("client")
     return {
         "type": "info",
         "consumer": type(consumer).__name__,
         "thread": threading.current_thread().name,
+        "process": os.getpid(),
+        "client": list(client) if client else None,
         "path": consumer.scope["path"],
         "subprotocols_offered": list(consumer.scope.get("subprotocols", ())),
         "user": user.get_username() if user is not None and user.is_authenticated else None,

@@ -111,8 +111,8 @@ class ConsumerStyleView(TemplateView):
 
 @never_cache
 async def journal_feed(request: HttpRequest, journal_id: str) -> JsonResponse:
-    """The ASGI events journaled under this id (async: the journal lives on the event loop)."""
-    return JsonResponse({"events": journal.read(journal_id)})
+    """The ASGI events journaled under this id (async: the journal is read on the event loop)."""
+    return JsonResponse({"events": await journal.read(journal_id)})
 
 
 @never_cache

@@ -6,6 +6,7 @@ so the sync and async consumers are held to exactly the same contract.
 """
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -174,6 +175,8 @@ class JsonContract:
         assert info["path"] == path
         assert info["subprotocols_offered"] == [SUBPROTOCOL]
         assert info["user"] is None
+        assert info["process"] == os.getpid()  # the process that served the socket
+        assert info["client"] is None  # a communicator's scope has no peer address
         await comm.disconnect()
 
     async def test_server_close_with_code_and_reason(self, path: str) -> None:

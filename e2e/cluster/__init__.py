@@ -1,0 +1,1 @@
+"""Browser tests through nginx, against the cluster `make cluster` runs."""
