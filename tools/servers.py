@@ -499,8 +499,6 @@ def write_cluster_config(
         "REDIS_SERVER": find_binary("redis-server", "/usr/bin/redis-server"),
         "DAPHNE_FLAGS": " ".join(daphne_args),
         "APP": app,
-        # The worker serves the "jobs" channel of apps/jobs; no such app, nothing to start.
-        "WORKER_AUTOSTART": "true" if (BASE_DIR / "apps" / "jobs").is_dir() else "false",
         "USER": getpass.getuser(),
         "LISTEN": f"127.0.0.1:{port}",
         "ACCESS_LOG": str(run_dir / "nginx-access.log"),
@@ -523,7 +521,7 @@ def start_cluster(
 ) -> Cluster:
     """
     Fill in deploy/'s templates under `run_dir`, start supervisord (daphne x `workers`, the
-    worker when the project has one, redis-server) and, once every daphne accepts, nginx on
+    worker, redis-server) and, once every daphne accepts, nginx on
     `port`. The caller has run `collectstatic` into `static_root` and migrated the database
     that `env` names; `env` is the processes' environment (SECRET_KEY, DATABASE_PATH, ...).
     """
