@@ -201,3 +201,7 @@ JOURNAL_PATH_PREFIXES = ("/ws/sc/", "/ws/ac/", "/ws/auth/")
 # socket's last heartbeat (sent every third of it), so a server process that dies without
 # saying goodbye drops out of "who is online" by itself. Tests shorten it.
 PRESENCE_TTL = float(os.environ.get("PRESENCE_TTL") or 30)
+
+# The lobby's chat history (apps/core/lobby.py) keeps this many messages for sockets that
+# resume after a reconnect; the README's lobby section says why 1000. Tests shorten it.
+LOBBY_HISTORY = int(os.environ.get("LOBBY_HISTORY") or 1000)
