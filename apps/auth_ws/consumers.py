@@ -37,7 +37,8 @@ def resume_after(scope: dict[str, Any]) -> int | None:
 
     Raises BadMessage for anything but one decimal integer from 0 to lobby.MAX_ID.
     """
-    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("after")
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    values = query.get("after")
     if values is None:
         return None
     value = values[-1] if len(values) == 1 else ""
