@@ -166,7 +166,15 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # channels-redis logs a traceback a second while Redis is unreachable: one line instead.
+    "filters": {"unreachable": {"()": "apps.core.outage.QuietWhenUnreachable"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["unreachable"],
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         # daphne logs every HTTP request at INFO through its access log; keep it readable.

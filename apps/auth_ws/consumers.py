@@ -21,12 +21,16 @@ from django.conf import settings
 from apps.core import lobby, protocol
 from apps.core.consumers import NoDatabaseMixin
 from apps.core.limits import Limiter
+from apps.core.outage import ChannelLayerOutageMixin, is_unreachable
 
 from .presence import Presence, get_presence
 
 logger = logging.getLogger(__name__)
 
 LOBBY = lobby.LOBBY_GROUP
+# How long a socket of a shutting-down server may spend leaving the lobby (its presence entry,
+# its groups) before the process exits regardless.
+SHUTDOWN_LEAVE_SECONDS = 2.0
 CLOSE_UNAUTHENTICATED = 4401
 MAX_CHAT_CHARS = 500
 
@@ -55,7 +59,7 @@ def user_group(user_id: Any) -> str:
     return f"auth_ws.user.{user_id}"
 
 
-class LobbyConsumer(NoDatabaseMixin, AsyncJsonWebsocketConsumer):
+class LobbyConsumer(ChannelLayerOutageMixin, NoDatabaseMixin, AsyncJsonWebsocketConsumer):
     """
     Anonymous sockets are accepted, then closed with 4401; logged-in ones join the lobby.
 
@@ -79,6 +83,15 @@ class LobbyConsumer(NoDatabaseMixin, AsyncJsonWebsocketConsumer):
         """Run the consumer; its heartbeat must not outlive it, however it ends."""
         try:
             await super().__call__(scope, receive, send)
+        except asyncio.CancelledError:
+            # Daphne cancels every application when it shuts down (SIGTERM), and waits for
+            # them: a socket still in the lobby is told to come back later (4503, so the page
+            # reconnects at once, to another process or this one restarted), and its presence
+            # entry goes now rather than when it expires.
+            if self.joined:
+                await self.close_unavailable()
+                await self.leave_within(SHUTDOWN_LEAVE_SECONDS)
+            raise
         finally:
             # A cancelled application never gets websocket.disconnect: without this its
             # heartbeat would keep a socket that no longer exists online forever.
@@ -208,7 +221,11 @@ class LobbyConsumer(NoDatabaseMixin, AsyncJsonWebsocketConsumer):
                 # Also prunes expired entries: a dead process's users go offline here.
                 if await self.presence.join(self.channel_name, self.username):
                     await self.channel_layer.group_send(LOBBY, {"type": "presence.changed"})
-            except Exception:
+            except Exception as error:
+                if is_unreachable(error):
+                    # No heartbeat can keep this socket in the lobby: close it, 4503.
+                    await self.layer_unreachable(error)
+                    return
                 logger.exception("lobby heartbeat of %s failed; next beat retries", self.username)
 
     async def session_holds(self) -> bool:
@@ -235,6 +252,20 @@ class LobbyConsumer(NoDatabaseMixin, AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
         if await self.presence.leave(self.channel_name, self.username):
             await self.channel_layer.group_send(LOBBY, {"type": "presence.changed"})
+
+    async def leave_within(self, seconds: float) -> None:
+        """Leave, giving up quietly after `seconds` or if Redis is unreachable."""
+        try:
+            await asyncio.wait_for(self.leave(), seconds)
+        except Exception as error:
+            logger.info("%s left without cleaning up: %r", self.channel_name, error)
+
+    async def layer_unreachable(self, error: BaseException) -> None:
+        """Redis is unreachable: forget the lobby without calling it, and close 4503."""
+        self.joined = False  # leave() would call Redis; the presence entry expires by itself
+        if self.heartbeat is not None and self.heartbeat is not asyncio.current_task():
+            self.heartbeat.cancel()
+        await super().layer_unreachable(error)
 
     async def disconnect(self, code: int) -> None:
         """The socket is gone, however it went."""
