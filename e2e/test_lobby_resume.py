@@ -20,8 +20,6 @@ from tools.servers import ServerProcess, free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-IS_CHAT = "r.dataType === 'string' && JSON.parse(r.text).type === 'chat'"
-
 
 @pytest.fixture
 def users() -> None:
@@ -84,11 +82,8 @@ def test_a_page_whose_server_was_killed_resumes_every_message_once_in_order(
     alice.wait_for("reconnected", since, timeout=15_000)
     reconnect = alice.records("connect", since)[-1]["url"]
     assert parse_qs(urlsplit(reconnect).query)["after"] == [str(seen[-1][0])]
-    resume = next(
-        json.loads(r["text"])
-        for r in alice.records("message", since)
-        if json.loads(r["text"])["type"] == "resume"
-    )
+    is_resume = "r.dataType === 'string' && JSON.parse(r.text).type === 'resume'"
+    resume = json.loads(alice.wait_for("message", since, where=is_resume)[0]["text"])
     assert (resume["missed"], resume["complete"]) == (3, True)
     say(bob_page, "six")  # and live again
     texts.append("six")

@@ -7,6 +7,7 @@ real redis-server (RedisChannelLayer, database 5, emptied first).
 """
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -221,3 +222,24 @@ async def test_a_bad_after_gets_an_error_and_live_chat(users: None, query: str) 
     assert (await chats(bob, 1))[0]["text"] == "still here"
     await bob.disconnect()
     await lobby.close_history()
+
+
+async def test_a_server_shutting_down_closes_4503_and_drops_presence_at_once(
+    users: None, store: str
+) -> None:
+    """Daphne's SIGTERM cancels every application and waits for them (kill_all_applications)."""
+    alice = await open_lobby("alice")
+    await until_presence(alice)
+    bob = await open_lobby("bob")
+    assert (await bob.receive_json_from(2))["users"] == ["alice", "bob"]
+    alice.future.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await alice.future
+    last = None
+    while not alice.output_queue.empty():
+        last = alice.output_queue.get_nowait()  # bob's arrival, then the close
+    assert last == {"type": "websocket.close", "code": 4503}
+    # Long before alice's entry would expire (PRESENCE_TTL, 30 s): she left as she went.
+    presence = await bob.receive_json_from(2)
+    assert presence == {"type": "presence", "users": ["bob"]}
+    await bob.disconnect()
