@@ -16,7 +16,8 @@ microseconds, and counts up by one from there. So ids never go backwards across 
 saw an earlier history's ids learns that its resume is not complete instead of silently skipping
 new messages whose ids it thinks it has seen.
 
-The history keeps the last `settings.LOBBY_HISTORY` messages (the README says why that many).
+The history keeps the last `settings.LOBBY_HISTORY` (default HISTORY_SIZE) messages; the
+README says why that many.
 
 The group LOBBY_GROUP carries `lobby.chat` messages (the dict `publish` returns) and, from the
 socket lobby, `presence.changed` (no other keys): a consumer in the group that does not show
@@ -34,6 +35,7 @@ from django.conf import settings
 from redis.asyncio import Redis
 
 LOBBY_GROUP = "lobby"
+HISTORY_SIZE = 1000  # messages kept, unless settings.LOBBY_HISTORY says otherwise
 STREAM_KEY = "lobby:history"
 META_KEY = "lobby:meta"  # hash: "first" (the history's first id), "last" (its latest id)
 # Ids stay exact in JavaScript (Number) below 2**53: microseconds until the year 2255.
@@ -179,11 +181,11 @@ def get_history() -> History:
     loop = asyncio.get_running_loop()
     history = _histories.get(loop)
     if history is None:
+        size = getattr(settings, "LOBBY_HISTORY", HISTORY_SIZE)
         if settings.REDIS_URL:
-            client = Redis.from_url(settings.REDIS_URL, decode_responses=True)
-            history = RedisHistory(client, settings.LOBBY_HISTORY)
+            history = RedisHistory(Redis.from_url(settings.REDIS_URL, decode_responses=True), size)
         else:
-            history = MemoryHistory(settings.LOBBY_HISTORY)
+            history = MemoryHistory(size)
         _histories[loop] = history
     return history
 
