@@ -95,20 +95,28 @@ def test_sigterm_closes_lobby_sockets_so_pages_come_back_and_presence_drops_them
     stopping.process.send_signal(signal.SIGTERM)
     closed = alice.wait_for("close", since, timeout=15_000)[0]
     seen_closed = time.monotonic() - signalled
-    stopping.process.wait(15)
-    shutdown = time.monotonic() - signalled
     # The user on the stopping process left the lobby as the process went, not when its
     # entry would have expired.
     expect_online(bob_page, ["bob"])
     gone = time.monotonic() - signalled
+    stopping.process.wait(15)
+    shutdown = time.monotonic() - signalled
     print(
         f"\n{kind} SIGTERM: browser saw close {closed['code']} wasClean {closed['wasClean']}"
-        f" after {seen_closed:.2f} s; process exited after {shutdown:.2f} s; the other process's"
-        f" page showed alice gone after {gone:.2f} s"
+        f" after {seen_closed:.2f} s; the other process's page showed alice gone after"
+        f" {gone:.2f} s; the process exited after {shutdown:.2f} s"
     )
     # daphne: the application closes with 4503 (it learns of the shutdown when daphne cancels
     # it); uvicorn closes every socket with 1012 itself before the application hears of it.
-    assert closed["code"] == (4503 if kind == "daphne" else 1012)
+    if kind == "uvicorn":
+        assert (closed["code"], closed["wasClean"]) == (1012, True)
+    elif closed["code"] == 1006:
+        # Daphne resets the TCP connection right after its closing handshake, and once in a
+        # long while Chromium loses the code to that reset (README, "What the browser and
+        # daphne really do"): then the server's log must show that 4503 was sent.
+        assert "lobby socket of alice closed with 4503" in stopping.log()
+    else:
+        assert closed["code"] == 4503
     assert gone < PRESENCE_TTL / 2
     assert alice.records("reconnecting", since), "the page did not try to come back"
     presence = [

@@ -89,6 +89,7 @@ class LobbyConsumer(ChannelLayerOutageMixin, NoDatabaseMixin, AsyncJsonWebsocket
             # reconnects at once, to another process or this one restarted), and its presence
             # entry goes now rather than when it expires.
             if self.joined:
+                logger.info("lobby socket of %s closed with 4503: shutting down", self.username)
                 await self.close_unavailable()
                 await self.leave_within(SHUTDOWN_LEAVE_SECONDS)
             raise
