@@ -7,6 +7,7 @@ shows every message once, in order.
 
 import json
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -55,8 +56,11 @@ def test_a_page_whose_server_was_killed_resumes_every_message_once_in_order(
     users: None,
 ) -> None:
     port = free_port()
-    first = start_server(port=port, name="resume-1", env=lobby_env)
-    other = start_server(name="resume-2", env=lobby_env)
+    with ThreadPoolExecutor(2) as pool:  # two daphne starts overlap
+        first, other = pool.map(
+            lambda args: start_server(port=args[0], name=args[1], env=lobby_env),
+            [(port, "resume-1"), (None, "resume-2")],
+        )
     alice_page = new_context().new_page()
     bob_page = new_context().new_page()
     alice = log_in(alice_page, "alice", first.http_url)

@@ -11,6 +11,7 @@ import json
 import signal
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
@@ -78,8 +79,10 @@ def test_sigterm_closes_lobby_sockets_so_pages_come_back_and_presence_drops_them
         return start_server(port=port, name=name, env=lobby_env)
 
     port = free_port()
-    stopping = start_stopping_one(port, "sigterm-daphne")
-    staying = start_server(name="sigterm-staying", env=lobby_env)
+    with ThreadPoolExecutor(2) as pool:  # the two starts overlap
+        stopping_started = pool.submit(start_stopping_one, port, "sigterm-daphne")
+        staying = start_server(name="sigterm-staying", env=lobby_env)
+        stopping = stopping_started.result()
     alice_page = new_context().new_page()
     bob_page = new_context().new_page()
     alice = log_in(alice_page, "alice", stopping.http_url)
