@@ -82,7 +82,7 @@ def test_a_page_whose_server_was_killed_resumes_every_message_once_in_order(
         texts.append(text)
     expect(bob_page.locator("[data-chat-log] li[data-id]")).to_have_count(5)
 
-    start_server(port=port, name="resume-1-again", env=lobby_env)
+    again = start_server(port=port, name="resume-1-again", env=lobby_env)
     alice.wait_for("reconnected", since, timeout=15_000)
     reconnect = alice.records("connect", since)[-1]["url"]
     assert parse_qs(urlsplit(reconnect).query)["after"] == [str(seen[-1][0])]
@@ -106,3 +106,5 @@ def test_a_page_whose_server_was_killed_resumes_every_message_once_in_order(
     ]
     assert sorted(chats) == ids
     expect(alice_page.locator("[data-lobby-status]")).to_contain_text("connected as alice")
+    for server in (first, other, again):
+        assert "Traceback" not in server.log(), server.log()
