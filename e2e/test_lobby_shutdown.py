@@ -112,7 +112,9 @@ def test_sigterm_closes_lobby_sockets_so_pages_come_back_and_presence_drops_them
     # daphne: the application closes with 4503 (it learns of the shutdown when daphne cancels
     # it); uvicorn closes every socket with 1012 itself before the application hears of it.
     if kind == "uvicorn":
-        assert (closed["code"], closed["wasClean"]) == (1012, True)
+        # wasClean varies: uvicorn closes the TCP connection right after its close frame,
+        # without waiting for the browser's reply.
+        assert closed["code"] == 1012
     elif closed["code"] == 1006:
         # Daphne resets the TCP connection right after its closing handshake, and once in a
         # long while Chromium loses the code to that reset (README, "What the browser and
