@@ -180,10 +180,18 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    # channels-redis logs a traceback a second while Redis is unreachable: one line instead.
     "filters": {
         "client_error": {"()": "apps.core.log_filters.ClientErrorWithoutTraceback"},
+        "unreachable": {"()": "apps.core.outage.QuietWhenUnreachable"},
     },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["unreachable"],
+        }
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {
         # daphne logs every HTTP request at INFO through its access log; keep it readable.
@@ -276,3 +284,7 @@ if env_bool("HTTPS", False):
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     # Joining browsers' preload list is a separate, hard-to-undo decision: not made here.
     SILENCED_SYSTEM_CHECKS = ["security.W021"]
+
+# The lobby's chat history (apps/core/lobby.py) keeps this many messages for sockets that
+# resume after a reconnect; the README's lobby section says why 1000. Tests shorten it.
+LOBBY_HISTORY = int(os.environ.get("LOBBY_HISTORY") or 1000)

@@ -10,25 +10,48 @@ on any server process, reaches every one of them (signals.py).
 import asyncio
 import logging
 import os
-import time
 from importlib import import_module
 from typing import Any
+from urllib.parse import parse_qs
 
 from channels.auth import get_user
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from apps.core import protocol
+from apps.core import lobby, protocol
 from apps.core.consumers import NoDatabaseMixin
 from apps.core.limits import Limiter
+from apps.core.outage import ChannelLayerOutageMixin, is_unreachable
 
 from .presence import Presence, get_presence
 
 logger = logging.getLogger(__name__)
 
-LOBBY = "auth_ws.lobby"
+LOBBY = lobby.LOBBY_GROUP
+# How long a socket of a shutting-down server may spend leaving the lobby (its presence entry,
+# its groups) before the process exits regardless.
+SHUTDOWN_LEAVE_SECONDS = 2.0
 CLOSE_UNAUTHENTICATED = 4401
 MAX_CHAT_CHARS = 500
+
+
+def resume_after(scope: dict[str, Any]) -> int | None:
+    """
+    The last chat id the client saw, from `?after=<id>` in the socket's URL; None if absent.
+
+    Raises BadMessage for anything but one decimal integer from 0 to lobby.MAX_ID.
+    """
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    values = query.get("after")
+    if values is None:
+        return None
+    value = values[-1] if len(values) == 1 else ""
+    if not (value.isascii() and value.isdigit() and len(value) <= 16) or int(value) > lobby.MAX_ID:
+        raise protocol.BadMessage(
+            "invalid_after",
+            f"after must be one chat id, an integer from 0 to {lobby.MAX_ID}; not resuming",
+        )
+    return int(value)
 
 
 def user_group(user_id: Any) -> str:
@@ -36,7 +59,7 @@ def user_group(user_id: Any) -> str:
     return f"auth_ws.user.{user_id}"
 
 
-class LobbyConsumer(NoDatabaseMixin, AsyncJsonWebsocketConsumer):
+class LobbyConsumer(ChannelLayerOutageMixin, NoDatabaseMixin, AsyncJsonWebsocketConsumer):
     """
     Anonymous sockets are accepted, then closed with 4401; logged-in ones join the lobby.
 
@@ -50,6 +73,9 @@ class LobbyConsumer(NoDatabaseMixin, AsyncJsonWebsocketConsumer):
     """
 
     joined = False
+    # A resume sent every chat message up to this id: live copies of them are dropped. Only
+    # those: live messages from several processes may arrive out of id order, and each once.
+    resumed_to = 0
     heartbeat: asyncio.Task | None = None
     presence: Presence
 
@@ -57,6 +83,16 @@ class LobbyConsumer(NoDatabaseMixin, AsyncJsonWebsocketConsumer):
         """Run the consumer; its heartbeat must not outlive it, however it ends."""
         try:
             await super().__call__(scope, receive, send)
+        except asyncio.CancelledError:
+            # Daphne cancels every application when it shuts down (SIGTERM), and waits for
+            # them: a socket still in the lobby is told to come back later (4503, so the page
+            # reconnects at once, to another process or this one restarted), and its presence
+            # entry goes now rather than when it expires.
+            if self.joined:
+                logger.info("lobby socket of %s closed with 4503: shutting down", self.username)
+                await self.close_unavailable()
+                await self.leave_within(SHUTDOWN_LEAVE_SECONDS)
+            raise
         finally:
             # A cancelled application never gets websocket.disconnect: without this its
             # heartbeat would keep a socket that no longer exists online forever.
@@ -78,11 +114,41 @@ class LobbyConsumer(NoDatabaseMixin, AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_add(LOBBY, self.channel_name)
         await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
         self.joined = True
+        # In the group before reading the history: a message stored after the read arrives
+        # live. Channels dispatches one message at a time, so live ones wait in the channel
+        # layer until connect() returns, and lobby_chat drops those the history already sent.
+        await self.resume()
         if await self.presence.join(self.channel_name, self.username):
             await self.channel_layer.group_send(LOBBY, {"type": "presence.changed"})
         else:
             await self.send_presence()  # nobody else needs to hear of another tab
         self.heartbeat = asyncio.create_task(self.beat())
+
+    async def resume(self) -> None:
+        """Send what the client missed since `?after=<id>`, announced by a `resume` envelope."""
+        try:
+            after = resume_after(self.scope)
+        except protocol.BadMessage as bad:
+            await self.send_json(bad.envelope)
+            return
+        if after is None:
+            return
+        found = await lobby.since(after)
+        await self.send_json(
+            {
+                "type": "resume",
+                "after": after,
+                "missed": len(found.messages),
+                "complete": found.complete,
+                "oldest": found.oldest,
+            }
+        )
+        for message in found.messages:
+            await self.send_chat(message)
+        if found.messages:
+            self.resumed_to = found.messages[-1]["id"]
+        elif found.complete:
+            self.resumed_to = after  # live copies of what the client has seen are dropped
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Check limits and decode; bad input gets an error envelope, never a traceback."""
@@ -108,10 +174,7 @@ class LobbyConsumer(NoDatabaseMixin, AsyncJsonWebsocketConsumer):
                         "text_too_long", f"chat text is limited to {MAX_CHAT_CHARS} characters"
                     )
                 # The sender is whoever the session says; a "user" field in content is ignored.
-                await self.channel_layer.group_send(
-                    LOBBY,
-                    {"type": "lobby.chat", "user": self.username, "text": text, "at": time.time()},
-                )
+                await lobby.publish(self.username, text)
             case "who":
                 await self.send_presence()
             case "info":
@@ -128,11 +191,14 @@ class LobbyConsumer(NoDatabaseMixin, AsyncJsonWebsocketConsumer):
     # ---------------------------------------------------------- messages from the channel layer
 
     async def lobby_chat(self, event: dict[str, Any]) -> None:
-        """Someone in the lobby said something."""
-        if self.joined:
-            await self.send_json(
-                {"type": "chat", "user": event["user"], "text": event["text"], "at": event["at"]}
-            )
+        """Someone in the lobby said something (unless the resume already sent it)."""
+        if self.joined and event["id"] > self.resumed_to:
+            await self.send_chat(event)
+
+    async def send_chat(self, message: dict[str, Any]) -> None:
+        """Send one chat message, stored or live, as a `chat` envelope."""
+        keys = ("id", "user", "text", "at")
+        await self.send_json({"type": "chat", **{key: message[key] for key in keys}})
 
     async def presence_changed(self, event: dict[str, Any]) -> None:
         """Someone came or went: read the list now, so the last notice always shows the truth."""
@@ -156,7 +222,11 @@ class LobbyConsumer(NoDatabaseMixin, AsyncJsonWebsocketConsumer):
                 # Also prunes expired entries: a dead process's users go offline here.
                 if await self.presence.join(self.channel_name, self.username):
                     await self.channel_layer.group_send(LOBBY, {"type": "presence.changed"})
-            except Exception:
+            except Exception as error:
+                if is_unreachable(error):
+                    # No heartbeat can keep this socket in the lobby: close it, 4503.
+                    await self.layer_unreachable(error)
+                    return
                 logger.exception("lobby heartbeat of %s failed; next beat retries", self.username)
 
     async def session_holds(self) -> bool:
@@ -183,6 +253,20 @@ class LobbyConsumer(NoDatabaseMixin, AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
         if await self.presence.leave(self.channel_name, self.username):
             await self.channel_layer.group_send(LOBBY, {"type": "presence.changed"})
+
+    async def leave_within(self, seconds: float) -> None:
+        """Leave, giving up quietly after `seconds` or if Redis is unreachable."""
+        try:
+            await asyncio.wait_for(self.leave(), seconds)
+        except Exception as error:
+            logger.info("%s left without cleaning up: %r", self.channel_name, error)
+
+    async def layer_unreachable(self, error: BaseException) -> None:
+        """Redis is unreachable: forget the lobby without calling it, and close 4503."""
+        self.joined = False  # leave() would call Redis; the presence entry expires by itself
+        if self.heartbeat is not None and self.heartbeat is not asyncio.current_task():
+            self.heartbeat.cancel()
+        await super().layer_unreachable(error)
 
     async def disconnect(self, code: int) -> None:
         """The socket is gone, however it went."""

@@ -17,6 +17,9 @@ from django.conf import settings
 
 CLOSE_MESSAGE_TOO_BIG = 4009
 CLOSE_RATE_LIMITED = 4429
+# Not a limit of the client's: the server cannot serve this socket now (its channel layer is
+# unreachable, or it is shutting down). The client should reconnect with backoff (outage.py).
+CLOSE_UNAVAILABLE = 4503
 
 
 class Refusal(NamedTuple):

@@ -11,7 +11,8 @@
 const EVENT_TYPES = ["open", "message", "error", "close"];
 const STATE_NAMES = ["CONNECTING", "OPEN", "CLOSING", "CLOSED"];
 // Close codes after which the server (not the visitor or the app) went away.
-const ABNORMAL_CODES = new Set([1001, 1006, 1011, 1012, 1013, 1014]);
+// 4503: the application cannot serve the socket now (channel layer unreachable, or shutting down).
+const ABNORMAL_CODES = new Set([1001, 1006, 1011, 1012, 1013, 1014, 4503]);
 const RECONNECT_BASE_MS = 500;
 const RECONNECT_CAP_MS = 10000;
 const PREVIEW_CHARS = 160;
@@ -131,6 +132,10 @@ class SocketConsole extends EventTarget {
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const url = new URL(this.el("endpoint").value, `${scheme}//${location.host}`);
     if (journal) url.searchParams.set("journal", journal);
+    // A page may add parameters of its own (lobby.js: the last chat id it saw, to resume).
+    for (const [key, value] of Object.entries(this.extraParams ? this.extraParams() : {})) {
+      url.searchParams.set(key, value);
+    }
     return url.href;
   }
 

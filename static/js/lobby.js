@@ -98,7 +98,19 @@
     return item;
   }
 
-  function showChat({ user, text, at }) {
+  // Resuming: every chat message has an id that increases across the deployment. The page
+  // remembers the highest it has shown, and a socket it opens again asks for what followed
+  // (`?after=<id>`). Messages are shown once each (by id), in id order: live messages from
+  // several server processes may arrive out of order.
+  const shown = new Set();
+  let lastId = 0;
+  let everOpen = false;
+  sc.extraParams = () => (everOpen ? { after: String(lastId) } : {});
+
+  function showChat({ id, user, text, at }) {
+    if (shown.has(id)) return;
+    shown.add(id);
+    lastId = Math.max(lastId, id);
     const time = document.createElement("time");
     time.textContent = clockTime(at);
     const who = document.createElement("strong");
@@ -107,9 +119,19 @@
     body.textContent = ` ${text}`; // text, never HTML: messages come from other people
     const item = append("message", [time, who, body]);
     item.dataset.user = user;
+    item.dataset.id = id;
+    const later = [...chatLog.querySelectorAll("li[data-id]")].find((li) => Number(li.dataset.id) > id);
+    if (later) chatLog.insertBefore(item, later);
+  }
+
+  function showResume({ missed, complete }) {
+    if (complete && !missed) return;
+    const said = `${missed} message${missed === 1 ? "" : "s"} sent while you were away`;
+    append("note", [complete ? said : `${said}; older ones are no longer kept, some are missing`]);
   }
 
   sc.addEventListener("open", () => {
+    everOpen = true;
     status.textContent = "open, waiting for hello…";
   });
 
@@ -133,6 +155,9 @@
       case "chat":
         showChat(data);
         break;
+      case "resume":
+        showResume(data);
+        break;
       case "error":
         append("error", [`the server refused that: ${data.message}`]);
         break;
@@ -148,7 +173,9 @@
     status.textContent =
       code === 4401
         ? "closed with 4401: the session ended (logged out in another tab?). Log in again to rejoin."
-        : `closed with code ${code}`;
+        : code === 4503
+          ? "closed with 4503: the server cannot serve the lobby right now; reconnecting…"
+          : `closed with code ${code}`;
   });
 
   form.addEventListener("submit", (event) => {

@@ -6,9 +6,10 @@ Real processes only: a redis-server of this test's own (the session's must not b
 A and daphne B with REDIS_URL pointing at it, and two users on lobby sockets through the
 `websockets` client, logged in through the login form as in test_multiprocess.py.
 
-The clients behave like the page's console: a socket closed abnormally is opened again. They
-retry every quarter second instead of with the console's backoff, so the figure measured is the
-server side's recovery, not the client's waiting.
+The clients behave like the page's lobby: a socket closed abnormally (4503, while Redis is away)
+is opened again, resuming after the last chat id it saw. They retry every quarter second instead
+of with the console's backoff, so the figure measured is the server side's recovery, not the
+client's waiting. Neither server may log a traceback.
 """
 
 import asyncio
@@ -31,7 +32,7 @@ OUTAGE = 3.0  # seconds without Redis
 RECOVERY_BUDGET = 5.0  # issue 5: lobby messages flow again within this of Redis returning
 RETRY = 0.25
 # The close codes after which the console reconnects by itself (static/js/console.js).
-RECONNECTING_CODES = {1001, 1006, 1011, 1012, 1013, 1014}
+RECONNECTING_CODES = {1001, 1006, 1011, 1012, 1013, 1014, 4503}
 
 
 @pytest.fixture
@@ -70,6 +71,8 @@ class LobbyClient:
         self.session = session
         self.ws: ClientConnection | None = None
         self.close_codes: list[int | None] = []
+        self.last_id = 0  # the last chat id seen: a socket opened again resumes after it
+        self.resumes: list[dict[str, Any]] = []
 
     async def ensure_open(self) -> bool:
         """Open the socket if it is not; True once it is open and said hello."""
@@ -80,7 +83,9 @@ class LobbyClient:
         self.ws = None
         try:
             ws = await connect(
-                self.server.ws_url + "/ws/auth/",
+                self.server.ws_url
+                + "/ws/auth/"
+                + (f"?after={self.last_id}" if self.last_id else ""),
                 origin=self.server.http_url,
                 additional_headers={"Cookie": self.session.cookie_header()},
                 open_timeout=2,
@@ -95,11 +100,16 @@ class LobbyClient:
         received: list[dict[str, Any]] = []
         while True:
             try:
-                received.append(json.loads(await asyncio.wait_for(self.ws.recv(), quiet)))
+                message = json.loads(await asyncio.wait_for(self.ws.recv(), quiet))
             except TimeoutError:
                 return received
             except ConnectionClosed:
                 return None
+            received.append(message)
+            if message["type"] == "chat":
+                self.last_id = max(self.last_id, message["id"])
+            elif message["type"] == "resume":
+                self.resumes.append(message)
 
     async def chat(self, text: str) -> bool:
         """Say something in the lobby; False if the socket was closed."""
@@ -120,8 +130,11 @@ def chats(messages: list[dict[str, Any]] | None) -> list[str]:
     return [m["text"] for m in messages or () if m["type"] == "chat"]
 
 
-async def test_lobby_flows_again_soon_after_redis_returns(redis_and_servers, users) -> None:
+async def test_lobby_flows_again_soon_after_redis_returns(
+    redis_and_servers, users, request: pytest.FixtureRequest
+) -> None:
     redis, a, b = redis_and_servers
+    layer = request.node.callspec.params["redis_and_servers"]
     x = LobbyClient(a, await logged_in(a, "xavier"))
     y = LobbyClient(b, await logged_in(b, "yvonne"))
     try:
@@ -131,12 +144,19 @@ async def test_lobby_flows_again_soon_after_redis_returns(redis_and_servers, use
 
         redis.stop()
         down = time.monotonic()
-        # Whatever the sockets do while Redis is away, they must end so the console comes back.
-        await x.messages(OUTAGE / 2)
-        await y.messages(0.1)
-        for client in (x, y):
-            if client.ws.close_code is not None:
-                assert client.ws.close_code in RECONNECTING_CODES, client.ws.close_code
+        # Every lobby socket closes with 4503 while Redis is away (RedisChannelLayer: its
+        # receive loop fails at once; Pub/Sub: the next heartbeat, a second at most, fails),
+        # and a socket opened meanwhile is closed with 4503 too, after its hello.
+        assert await x.messages(OUTAGE) is None
+        # Pub/Sub sockets close at their own heartbeats, up to a second apart.
+        assert await y.messages(max(0.1, OUTAGE - (time.monotonic() - down))) is None
+        closed_after = time.monotonic() - down
+        closed = {x.ws.close_code, y.ws.close_code}
+        assert closed == {4503}, closed
+        assert time.monotonic() - down < OUTAGE, "the sockets took too long to close"
+        if await x.ensure_open():
+            assert await x.messages(OUTAGE) is None
+        assert x.ws.close_code == 4503
         await asyncio.sleep(max(0.0, OUTAGE - (time.monotonic() - down)))
         assert a.process.poll() is None and b.process.poll() is None, "a server died"
 
@@ -152,13 +172,24 @@ async def test_lobby_flows_again_soon_after_redis_returns(redis_and_servers, use
                     continue
                 if await x.chat(f"after {attempt}") and chats(await y.messages(RETRY)):
                     recovered = time.monotonic() - back
+            # Both resumed: the restarted Redis is empty, so the history they saw is gone, and
+            # the resume says it is not complete rather than pretending.
+            assert x.resumes and y.resumes
+            assert all(r["complete"] is False for r in x.resumes + y.resumes)
             print(
-                f"\nRedis down {OUTAGE:.0f} s; lobby flowing again {recovered} s after it came"
+                f"\n{layer}: Redis down {OUTAGE:.0f} s; sockets closed 4503 within"
+                f" {closed_after:.2f} s; lobby flowing again, resumed, {recovered} s after it came"
                 f" back; sockets closed by the outage: x {x.close_codes}, y {y.close_codes}"
             )
             assert recovered is not None, f"no lobby message got through; A's log:\n{a.log()}"
             assert recovered < RECOVERY_BUDGET
             assert a.process.poll() is None and b.process.poll() is None, "a server died"
+            await x.close()
+            await y.close()
+            for server in (a, b):
+                server.stop()  # daphne waits for its consumers: their last words are logged
+                assert "Traceback" not in server.log(), server.log()
+                assert "4503" in server.log()  # one line per socket closed, no more
     finally:
         await x.close()
         await y.close()
