@@ -31,6 +31,7 @@ from django.conf import settings
 from apps.core import protocol
 from apps.core.consumers import NoDatabaseMixin
 from apps.core.limits import Limiter
+from apps.core.outage import ChannelLayerOutageMixin
 
 from . import worker
 
@@ -120,8 +121,12 @@ class PrimeCounter(SyncConsumer):
             logger.warning("channel %s is full; %s dropped", channel, message["type"])
 
 
-class JobsConsumer(NoDatabaseMixin, AsyncJsonWebsocketConsumer):
-    """Sends jobs to the worker and relays its progress; answers other commands meanwhile."""
+class JobsConsumer(ChannelLayerOutageMixin, NoDatabaseMixin, AsyncJsonWebsocketConsumer):
+    """
+    Sends jobs to the worker and relays its progress; answers other commands meanwhile.
+
+    With Redis unreachable it closes 4503 (apps/core/outage.py), like the lobby.
+    """
 
     async def connect(self) -> None:
         """Accept, make sure someone serves "jobs", and say which process holds the socket."""

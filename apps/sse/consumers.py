@@ -37,17 +37,14 @@ from channels.generic.http import AsyncHttpConsumer
 from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 from django.conf import settings
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from apps.core import lobby
 from apps.core.consumers import NoDatabaseMixin
+from apps.core.outage import UNREACHABLE
 
 logger = logging.getLogger(__name__)
 
 MAX_CHAT_CHARS = 500
-# What an unreachable channel layer or history (Redis) raises, once redis-py's retries are spent.
-UNREACHABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, asyncio.TimeoutError)
 # How long EventSource should wait before it retries a stream the server could not serve.
 UNAVAILABLE_RETRY_MS = 10_000
 # Event ids are integers a browser holds exactly (JavaScript numbers, below 2**53).

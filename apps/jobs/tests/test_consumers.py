@@ -7,13 +7,15 @@ import os
 from collections.abc import AsyncIterator
 
 import pytest
-from channels.layers import get_channel_layer
+from channels.layers import channel_layers, get_channel_layer
 from channels.testing import ApplicationCommunicator
+from django.test import override_settings
 
 from apps.core.tests.contract import communicator
 from apps.jobs import worker
 from apps.jobs.consumers import PrimeCounter, count_primes
 from config.asgi import application
+from tools.servers import free_port
 
 JOBS = "/ws/jobs/"
 
@@ -172,3 +174,28 @@ async def test_jobs_per_socket_are_limited(settings) -> None:
     await comm.send_json_to({"type": "job", "n": 10})
     assert (await comm.receive_json_from())["type"] == "queued"
     await comm.disconnect()
+
+
+# ------------------------------------------------------------------ Redis unreachable
+
+
+async def test_an_unreachable_redis_closes_the_jobs_socket_4503() -> None:
+    # A port nothing listens on: RedisChannelLayer's receive loop fails once its retries are
+    # spent, and ChannelLayerOutageMixin turns that into 4503 instead of 1011 and a traceback.
+    unreachable = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [f"redis://127.0.0.1:{free_port()}/0"]},
+        }
+    }
+    with override_settings(CHANNEL_LAYERS=unreachable, JOBS_IN_PROCESS=False):
+        channel_layers.backends.clear()
+        try:
+            comm = communicator(JOBS)
+            assert (await comm.connect())[0]
+            assert (await comm.receive_json_from())["type"] == "hello"
+            event = await comm.receive_output(timeout=10)
+            assert event == {"type": "websocket.close", "code": 4503}
+            await comm.wait()
+        finally:
+            channel_layers.backends.clear()
