@@ -124,6 +124,11 @@ if REDIS_URL:
     # retry: each dead connection failed the next command that met it, and that socket closed
     # 1011 (apps/auth_ws/tests/test_faults.py). Reconnecting on the spot, a few times, heals it.
     REDIS_RETRY = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3)
+    # RedisChannelLayer waits for messages with BZPOPMIN for up to 5 s, and redis-py 8's
+    # default socket timeout is 5 s too: on a busy machine the empty reply lands just after
+    # it, and the consumer's receive loop (or a runworker) died of a TimeoutError. Reads get
+    # that wait plus a margin; a dead Redis is still noticed (and the retry above reconnects).
+    REDIS_SOCKET_TIMEOUT = 15.0
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": (
@@ -131,7 +136,15 @@ if REDIS_URL:
                 if CHANNEL_LAYER == "pubsub"
                 else "channels_redis.core.RedisChannelLayer"
             ),
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "retry": REDIS_RETRY}]},
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "retry": REDIS_RETRY,
+                        "socket_timeout": REDIS_SOCKET_TIMEOUT,
+                    }
+                ]
+            },
         }
     }
 else:
