@@ -542,7 +542,12 @@ def start_cluster(
         for path in [run_dir / "redis.sock", *sockets]:
             wait_for_unix_socket(path, supervisor.process)
         nginx = start_nginx(run_dir / "nginx.conf", port, run_dir, name="nginx")
+        cluster = Cluster(run_dir, workers, supervisor, nginx)
+        # A daphne accepts before supervisord counts it RUNNING (startsecs): wait for both, so
+        # whoever uses the cluster next finds every program settled.
+        for name in cluster.daphnes:
+            cluster.wait_serving(name)
     except Exception:
         supervisor.stop(timeout=30)
         raise RuntimeError(f"the cluster failed to start; see {run_dir}") from None
-    return Cluster(run_dir, workers, supervisor, nginx)
+    return cluster
