@@ -538,6 +538,7 @@ def start_cluster(
     ]
     # Its own session, like nginx: the caller stops both, in order, on its Ctrl-C.
     supervisor = _launch("supervisord", command, port, dict(env or server_env()), own_session=True)
+    nginx = None
     try:
         for path in [run_dir / "redis.sock", *sockets]:
             wait_for_unix_socket(path, supervisor.process)
@@ -548,6 +549,8 @@ def start_cluster(
         for name in cluster.daphnes:
             cluster.wait_serving(name)
     except Exception:
+        if nginx is not None:
+            nginx.stop()
         supervisor.stop(timeout=30)
         raise RuntimeError(f"the cluster failed to start; see {run_dir}") from None
     return cluster
