@@ -7,20 +7,11 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 SERVER ?= daphne
 BIN := $(VENV)/bin
-# Daphne's own limits, set on purpose (the README's "Limits" table says why, in full):
-# - 512 KiB per message and per frame: twice the largest WS_LIMITS message (echo, 256 KiB), so
-#   the consumers' own limit is what a visitor meets, while no socket makes daphne buffer its
-#   default 1 MiB (past it daphne drops the connection: 1006); the frame cap equal, so only a
-#   message's size counts, however it is fragmented.
-# - a ping after 20 s of silence (under the 60 s idle cut of common proxies), its pong due
-#   within 15 s (under the interval, so one ping is in flight at a time): a dead peer is
-#   dropped, and leaves the lobby, within about 37 s.
-# - 5 s for the handshake: the HTTP upgrade, then the consumer's accept.
-# - 10 s for a consumer to finish after its client left (a lobby leave goes through Redis).
-# - 86400 s of life at most per socket: channels-redis's group_expiry, so none outlives its groups.
-DAPHNE_FLAGS ?= --websocket-max-message-size 524288 --websocket-max-frame-size 524288 \
-	--ping-interval 20 --ping-timeout 15 --websocket_connect_timeout 5 \
-	--application-close-timeout 10 --websocket_timeout 86400
+# Each server's flags (message caps, pings, timeouts) live in one place, tools/servers.py's
+# SERVER_FLAGS, used by `make run`, the tests, the bench and the conformance run alike; the
+# README's "Limits" and "Which ASGI server?" sections say why each is set.
+# `python -m tools.servers flags daphne` prints daphne's.
+DAPHNE_FLAGS ?= $(shell $(BIN)/python -m tools.servers flags daphne)
 
 .PHONY: run test unit e2e lint compat system-deps install clean bench soak \
 	conformance conformance-quick
@@ -55,11 +46,7 @@ system-deps:
 run: install
 	$(BIN)/python manage.py migrate --no-input -v 0
 	DEBUG=$${DEBUG-1} $(BIN)/python manage.py ensure_demo_users
-ifeq ($(SERVER),uvicorn)
-	DEBUG=$${DEBUG-1} $(BIN)/uvicorn --host $(HOST) --port $(PORT) config.asgi:application
-else
-	DEBUG=$${DEBUG-1} $(BIN)/daphne -b $(HOST) -p $(PORT) $(DAPHNE_FLAGS) config.asgi:application
-endif
+	DEBUG=$${DEBUG-1} $(BIN)/python -m tools.servers run $(SERVER) --host $(HOST) --port $(PORT)
 
 # ---------------------------------------------------------------- load (127.0.0.1 only, bounded)
 # Styles, servers and channel layers side by side, with ceilings: a few minutes, then
