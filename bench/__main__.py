@@ -60,7 +60,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--idle", type=int, default=2000, help="idle sockets per server")
     parser.add_argument("--members", default="100,1000", help="fan-out group sizes")
     parser.add_argument("--rounds", type=int, default=20, help="broadcasts per group size")
-    parser.add_argument("--servers", default="daphne,uvicorn")
+    parser.add_argument("--servers", default=",".join(servers.SERVERS))
     parser.add_argument("--sections", default="echo,connections,fanout,profile,tax")
     parser.add_argument("--no-docs", action="store_true", help="print only; leave docs/ alone")
     parser.add_argument("--daphne-args", default="", help="daphne's flags, as one string")
@@ -75,16 +75,14 @@ def run(coroutine: Any) -> Any:
 def start(
     args: argparse.Namespace, server: str, env: dict[str, str], name: str | None = None
 ) -> servers.ServerProcess:
-    """Start daphne (with `make run`'s flags) or uvicorn on the bench app, on the server core."""
-    if server == "daphne":
-        process = servers.start_daphne(
-            env,
-            extra_args=tuple(shlex.split(args.daphne_args)),
-            name=name or "bench-daphne",
-            app=APP,
-        )
-    else:
-        process = servers.start_uvicorn(env, app=APP, extra_args=("--log-level", "warning"))
+    """Start a server with `make run`'s flags on the bench app, pinned to the server core."""
+    flags = None  # tools/servers.py's SERVER_FLAGS
+    if server == "daphne" and args.daphne_args:
+        flags = tuple(shlex.split(args.daphne_args))
+    process = servers.start_server(
+        server, env, app=APP, flags=flags, name=name or f"bench-{server}"
+    )
+    load.wait_for_worker(process)
     load.pin(process.process.pid, SERVER_CORE)
     return process
 
@@ -177,7 +175,7 @@ def connections_section(args: argparse.Namespace) -> list[dict[str, Any]]:
             with servers.running(process):
                 progress(f"idle {server:8} {args.idle} sockets on {path}")
                 result: load.ConnectResult = run(
-                    load.hold_idle(process.ws_url + path, args.idle, process.process.pid)
+                    load.hold_idle(process.ws_url + path, args.idle, load.serving_pid(process))
                 )
                 rows.append(
                     {

@@ -13,8 +13,8 @@ from typing import Any
 from tools import servers
 
 DOCS = servers.BASE_DIR / "docs"
-PACKAGES = ("Django", "channels", "daphne", "Twisted", "uvicorn", "uvloop", "websockets",
-            "channels-redis", "redis")  # fmt: skip
+PACKAGES = ("Django", "channels", "daphne", "Twisted", "uvicorn", "hypercorn", "granian",
+            "uvloop", "websockets", "channels-redis", "redis")  # fmt: skip
 SHORT_LAYER = {
     "InMemoryChannelLayer": "memory",
     "InMemoryChannelLayer + NoDatabaseMixin": "memory\n+ mixin",
@@ -162,6 +162,42 @@ def connections_table(results: dict[str, Any]) -> str:
     return table(header, out)
 
 
+def servers_table(results: dict[str, Any]) -> str:
+    """Which server? One row each: echo medians per style family, the ceiling, idle sockets."""
+    echo = results.get("echo", [])
+    rate = {(r["server"], r["style"], r["kind"]): r["rate"] for r in echo}
+    project = {(r["server"], r["path"]): r["rate"] for r in echo if r["kind"] == "project"}
+    out = []
+    for server in dict.fromkeys(r["server"] for r in echo if r["server"] != "websockets"):
+        asgi = rate.get((server, "bare ASGI", "ceiling"))
+        sync = statistics.median(rate[(server, s, "bare Channels")] for s in SYNC_STYLES)
+        stock = statistics.median(rate[(server, s, "bare Channels")] for s in ASYNC_STYLES)
+        lean = statistics.median(rate[(server, s, "bare + NoDatabaseMixin")] for s in ASYNC_STYLES)
+        idle = [r for r in results.get("connections", []) if r["server"] == server]
+        out.append(
+            [
+                server,
+                f"{asgi:,.0f}",
+                f"{sync:,.0f}",
+                f"{stock:,.0f}",
+                f"{lean:,.0f} ({ratio(lean, asgi)})",
+                f"{project.get((server, '/ws/sc/'), 0):,.0f}",
+                f"{project.get((server, '/ws/ac/'), 0):,.0f}",
+                " / ".join(f"{r['kib_per_socket']:.0f}" for r in idle) or "-",
+                " / ".join(f"{r['per_second']:,.0f}" for r in idle) or "-",
+            ]
+        )
+    header = ["server", "bare ASGI echo", "sync (bare, median)", "async stock (bare, median)",
+              "async + mixin (÷ bare ASGI)", "project /ws/sc/", "project /ws/ac/",
+              "KiB per idle socket (async / sync)", "handshakes/s (async / sync)"]  # fmt: skip
+    note = (
+        "Round trips/s, 50 connections, 32 B; medians over the raw, generic and JSON consumers "
+        "of each family. Idle sockets: the connections table below (2,000 held, 50 opening at "
+        "a time), on the async and the sync generic echo."
+    )
+    return note + "\n\n" + table(header, out)
+
+
 def fanout_table(results: dict[str, Any]) -> str:
     """Broadcast delivery latency per layer and group size."""
     out = [
@@ -279,6 +315,7 @@ def tables(results: dict[str, Any]) -> str:
     if results.get("echo") and all(k in results for k in ("connections", "fanout")):
         parts += ["## In short", summary(results)]
     if "echo" in results:
+        parts += ["## Per server", servers_table(results)]
         parts += ["## Echo round trips", echo_table(results)]
         if any(r["kind"] == "bare + NoDatabaseMixin" for r in results["echo"]):
             parts += ["## Optimisation: async dispatch without the database hop",
@@ -317,8 +354,15 @@ def chart(results: dict[str, Any], path: Path) -> None:
 
     echo = results.get("echo", [])
     server_names = [s for s in dict.fromkeys(r["server"] for r in echo) if s != "websockets"]
-    panels = len(server_names) + (1 if results.get("fanout") else 0)
-    fig, axes = plt.subplots(1, max(panels, 1), figsize=(6.5 * max(panels, 1), 5.5), squeeze=False)
+    panels = max(len(server_names) + (1 if results.get("fanout") else 0), 1)
+    columns = min(panels, 3)
+    grid_rows = -(-panels // columns)
+    fig, grid = plt.subplots(
+        grid_rows, columns, figsize=(6.5 * columns, 5.5 * grid_rows), squeeze=False
+    )
+    axes = [[ax for row in grid for ax in row]]
+    for ax in axes[0][panels:]:
+        ax.set_visible(False)
     websockets = next((r["rate"] for r in echo if r["server"] == "websockets"), None)
     kinds = [("bare Channels", "#9aa5b1"), ("project", "#2f6fb0"),
              ("bare + NoDatabaseMixin", "#e08a1e")]  # fmt: skip
@@ -345,7 +389,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
         ax.set_title(f"{server}: {results['settings']['connections']} connections, 32 B text")
         ax.legend(fontsize=8, loc="best")
     if results.get("fanout"):
-        ax = axes[0][-1]
+        ax = axes[0][panels - 1]
         rows = results["fanout"]
         labels = [f"{SHORT_LAYER.get(r['layer'], r['layer'])}\nN={r['members']:,}" for r in rows]
         xs = range(len(rows))
@@ -382,11 +426,11 @@ took {results["wall_seconds"]:.0f} s; the code is in `bench/`).
   with origin check, auth, journal and limiter) plus bare references without middleware
   (`/bench/...`): a plain ASGI echo, minimal Channels consumers of each style, the same with
   `apps.core.consumers.NoDatabaseMixin`, and a fan-out consumer. One `websockets` echo server
-  is the ceiling no ASGI server can beat. Daphne runs with the flags of `make run`
-  (`{results.get("daphne_args") or "its defaults"}`), uvicorn with its defaults (uvloop,
-  httptools, the websockets sans-I/O protocol). The client is one uvloop process using the
-  `websockets` client, without compression; its CPU is in every table (100% would mean the
-  client, not the server, was the limit).
+  is the ceiling no ASGI server can beat. Every server runs with the flags of `make run`
+  (tools/servers.py's `SERVER_FLAGS`; daphne: `{results.get("daphne_args") or "the table's"}`),
+  one process each; uvicorn, hypercorn and granian on uvloop. The client is one uvloop
+  process using the `websockets` client, without compression; its CPU is in every table
+  (100% would mean the client, not the server, was the limit).
 
 ![Echo round trips per consumer style and server, and fan-out latency](benchmarks.png)
 

@@ -1,15 +1,16 @@
 """
-Run the Autobahn testsuite's fuzzing client against the pure-echo endpoints on daphne.
+Run the Autobahn testsuite's fuzzing client against the pure-echo endpoints on each server.
 
-    python -m conformance.run --python2 PY2 --libdir DIR [--groups 1-7,9,10] [--paths ...]
-        [--markdown docs/conformance.md]
+    python -m conformance.run --python2 PY2 --libdir DIR [--servers daphne,uvicorn,...]
+        [--groups 1-7,9,10] [--paths ...] [--markdown docs/conformance.md]
 
 PY2 is a Python 2.7 with `autobahntestsuite` installed into DIR (`make conformance` does that).
-The run starts its own daphne on a free port serving `conformance.asgi` (the echo consumers
-without the origin validator: the suite sends no Origin header), with daphne's message and
-frame cap raised for case 9's 16 MiB messages and the showcase's own limits lifted through the
-`WS_LIMITS` environment variable. It prints the summary, optionally writes it as Markdown, and
-exits non-zero if any case failed for a reason not on file below.
+For each server the run starts its own process on a free port serving `conformance.asgi` (the
+echo consumers without the origin validator: the suite sends no Origin header), with the
+server's message cap raised for case 9's 16 MiB messages and the showcase's own limits lifted
+through the `WS_LIMITS` environment variable. It prints the summary, optionally writes it as
+Markdown, and exits non-zero if any case failed for a reason not on file below, or if a
+server's log holds a traceback.
 """
 
 import argparse
@@ -21,16 +22,41 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from conformance.asgi import PURE_ECHO_PATHS
-from tools.servers import ARTIFACTS, running, server_env, start_daphne
-
-# Case 9 sends messages of up to 16 MiB: the caps must sit above that, or daphne refuses them.
-MAX_MESSAGE = 16 * 1024 * 1024 + 1024
-DAPHNE_ARGS = (
-    "--websocket-max-message-size",
-    str(MAX_MESSAGE),
-    "--websocket-max-frame-size",
-    str(MAX_MESSAGE),
+from tools.servers import (
+    ARTIFACTS,
+    SERVER_FLAGS,
+    SERVERS,
+    ServerProcess,
+    running,
+    server_env,
+    start_server,
 )
+
+# Case 9 sends messages of up to 16 MiB: the caps must sit above that, or the server refuses
+# them. Each server runs as `make run` starts it, but for its cap (and, to keep every case's
+# frames the suite's own, no server pings).
+MAX_MESSAGE = 16 * 1024 * 1024 + 1024
+SERVER_ARGS: dict[str, tuple[str, ...]] = {
+    "daphne": (
+        "--websocket-max-message-size",
+        str(MAX_MESSAGE),
+        "--websocket-max-frame-size",
+        str(MAX_MESSAGE),
+    ),
+    "uvicorn": (
+        "--ws",
+        "websockets-sansio",
+        "--ws-max-size",
+        str(MAX_MESSAGE),
+        "--lifespan",
+        "off",
+        "--no-access-log",
+    ),
+    # Without make run's config object: hypercorn's default cap is 16 MiB, without pings.
+    "hypercorn": ("--workers", "0", "--worker-class", "uvloop"),
+    # Granian has no message cap to raise (tungstenite's defaults: 64 MiB, frames 16 MiB).
+    "granian": SERVER_FLAGS["granian"],
+}
 # Cases 9.7 and 9.8 send 1,000 messages as fast as they can: no rate limit for this run.
 WS_LIMITS = {"echo": {"max_message_bytes": MAX_MESSAGE, "messages_per_second": 0, "burst": 0}}
 BEHAVIOURS = ("OK", "NON-STRICT", "INFORMATIONAL", "UNIMPLEMENTED", "FAILED")
@@ -62,18 +88,24 @@ REASONS = {
         "(65536): daphne drops the connection. The RFC leaves the behaviour open."
     ),
 }
-KNOWN: dict[str, str] = {
-    **dict.fromkeys(["1.1.1", "1.2.1", "6.1.1", "6.1.2", "9.7.1", "9.8.1"], "empty message"),
-    **dict.fromkeys(
-        ["3.2", "3.3", "3.4", "4.1.3", "4.1.4", "4.1.5", "4.2.3", "4.2.4", "4.2.5", "5.15"],
-        "fail fast",
-    ),
-    "7.1.6": "close first",
-    "7.13.1": "undefined code",
-    "7.13.2": "undefined code",
+# Per server: why each non-OK case is not OK.
+KNOWN: dict[str, dict[str, str]] = {
+    "daphne": {
+        **dict.fromkeys(["1.1.1", "1.2.1", "6.1.1", "6.1.2", "9.7.1", "9.8.1"], "empty message"),
+        **dict.fromkeys(
+            ["3.2", "3.3", "3.4", "4.1.3", "4.1.4", "4.1.5", "4.2.3", "4.2.4", "4.2.5", "5.15"],
+            "fail fast",
+        ),
+        "7.1.6": "close first",
+        "7.13.1": "undefined code",
+        "7.13.2": "undefined code",
+    },
+    "uvicorn": {},
+    "hypercorn": {},
+    "granian": {},
 }
-# The only reason a FAILED result may have.
-UPSTREAM_FAILURES = {case for case, reason in KNOWN.items() if reason == "empty message"}
+# The only reasons a FAILED result may have: upstream bugs no consumer can work around.
+UPSTREAM_BUGS = {"empty message"}
 
 
 def parse_groups(text: str) -> list[int]:
@@ -90,9 +122,19 @@ def case_key(case_id: str) -> tuple[int, ...]:
     return tuple(int(n) for n in case_id.split("."))
 
 
-def agent_name(path: str) -> str:
+def agent_name(server: str, path: str) -> str:
     """An agent name Autobahn accepts (it becomes part of report file names)."""
-    return "daphne" + path.rstrip("/").replace("/ws", "").replace("/", "_")
+    return server + path.rstrip("/").replace("/ws", "").replace("/", "_")
+
+
+def log_problems(server: ServerProcess) -> list[str]:
+    """
+    What in the server's log must fail the run: every traceback. (One call, so that a shared
+    check in tools/servers.py can replace it.)
+    """
+    lines = server.log().splitlines()
+    return [lines[i + 1] if i + 1 < len(lines) else line for i, line in enumerate(lines)
+            if line.startswith("Traceback")]  # fmt: skip
 
 
 def outcome(result: dict) -> str:
@@ -104,19 +146,34 @@ def outcome(result: dict) -> str:
 
 
 def run_suite(
-    python2: str, libdir: str, paths: list[str], groups: list[int], outdir: Path, timeout: float
-) -> dict:
-    """Start daphne, run the fuzzing client against each path, return Autobahn's index.json."""
+    server_name: str,
+    python2: str,
+    libdir: str,
+    paths: list[str],
+    groups: list[int],
+    outdir: Path,
+    timeout: float,
+) -> tuple[dict, list[str]]:
+    """
+    Start the server, run the fuzzing client against each path; return Autobahn's index.json
+    and the log's problems.
+    """
     outdir.mkdir(parents=True, exist_ok=True)
     env = server_env(WS_LIMITS=json.dumps(WS_LIMITS), LOG_LEVEL="WARNING")
-    server = start_daphne(
-        env, extra_args=DAPHNE_ARGS, name="conformance", app="conformance.asgi:application"
+    server = start_server(
+        server_name,
+        env,
+        app="conformance.asgi:application",
+        flags=SERVER_ARGS[server_name],
+        name=f"conformance-{server_name}",
     )
     with running(server):
         spec = {
             "outdir": str(outdir),
             "options": {"failByDrop": False},
-            "servers": [{"agent": agent_name(p), "url": server.ws_url + p} for p in paths],
+            "servers": [
+                {"agent": agent_name(server_name, p), "url": server.ws_url + p} for p in paths
+            ],
             "cases": [f"{group}.*" for group in groups],
             "exclude-cases": [],
             "exclude-agent-cases": {},
@@ -140,12 +197,14 @@ def run_suite(
                 cwd=outdir,
             )
         if server.process.poll() is not None:
-            raise RuntimeError(f"daphne died during the run; its log:\n{server.log()}")
-    return json.loads((outdir / "index.json").read_text())
+            raise RuntimeError(f"{server_name} died during the run; its log:\n{server.log()}")
+    problems = [f"{server_name} log ({server.log_path}): {p}" for p in log_problems(server)]
+    return json.loads((outdir / "index.json").read_text()), problems
 
 
-def summarise(index: dict, outdir: Path) -> tuple[str, list[str]]:
+def summarise(server: str, index: dict, outdir: Path) -> tuple[str, list[str]]:
     """Markdown: counts per endpoint and group, then every non-OK case and why."""
+    known = KNOWN[server]
     rows = [
         "| endpoint | group | cases | " + " | ".join(BEHAVIOURS) + " |",
         "| --- | ---: | ---: | " + " | ".join("---:" for _ in BEHAVIOURS) + " |",
@@ -165,8 +224,8 @@ def summarise(index: dict, outdir: Path) -> tuple[str, list[str]]:
             non_ok[(case_id, verdict)].append(agent)
             report = json.loads((outdir / cases[case_id]["reportfile"]).read_text())
             descriptions[case_id] = report["description"].replace("<b>", "").replace("</b>", "")
-            known = case_id in (UPSTREAM_FAILURES if verdict == "FAILED" else KNOWN)
-            if not known:
+            reason = known.get(case_id)
+            if reason is None or (verdict == "FAILED" and reason not in UPSTREAM_BUGS):
                 unexplained.append(f"{agent} {case_id} {verdict}: {report.get('result')}")
         totals[agent] = sum(per_group.values(), Counter())
         for group, counts in sorted(per_group.items()):
@@ -175,83 +234,123 @@ def summarise(index: dict, outdir: Path) -> tuple[str, list[str]]:
     for agent, counts in totals.items():
         row = " | ".join(f"**{counts[b]}**" for b in BEHAVIOURS)
         rows.append(f"| **{agent}** | all | **{sum(counts.values())}** | {row} |")
-    lines = [*rows, "", "| case | result | endpoints | what the case does | why (below) |"]
-    lines.append("| --- | --- | --- | --- | --- |")
+    lines = [*rows]
+    if non_ok:
+        lines += ["", "| case | result | endpoints | what the case does | why (below) |"]
+        lines.append("| --- | --- | --- | --- | --- |")
     for (case_id, verdict), agents in sorted(non_ok.items(), key=lambda i: case_key(i[0][0])):
-        why = KNOWN.get(case_id, "not on file: see the case report")
+        why = known.get(case_id, "not on file: see the case report")
         where = "all" if len(agents) == len(index) else ", ".join(agents)
         lines.append(f"| {case_id} | {verdict} | {where} | {descriptions[case_id]} | {why} |")
-    used = sorted({KNOWN[case] for case, _ in non_ok if case in KNOWN})
+    used = sorted({known[case] for case, _ in non_ok if case in known})
     lines += ["", *(f"- **{reason}**: {REASONS[reason]}" for reason in used)]
-    return "\n".join(lines), unexplained
+    return "\n".join(lines).rstrip() + "\n", unexplained
+
+
+def totals_row(server: str, index: dict) -> str:
+    """One line of the summary table: the counts of every endpoint of one server, summed."""
+    counts = Counter(outcome(result) for cases in index.values() for result in cases.values())
+    cells = " | ".join(str(counts[b]) for b in BEHAVIOURS)
+    return f"| {server} | {len(index)} | {sum(counts.values())} | {cells} |"
+
+
+def versions() -> str:
+    """Each server's version, and what speaks WebSocket inside it."""
+    from importlib.metadata import version
+
+    return (
+        f"daphne {version('daphne')} (autobahn-python {version('autobahn')}), "
+        f"uvicorn {version('uvicorn')} (websockets {version('websockets')}, sans-I/O), "
+        f"hypercorn {version('hypercorn')} (wsproto {version('wsproto')}), "
+        f"granian {version('granian')} (Rust, tungstenite)"
+    )
 
 
 def document(
-    body: str, unexplained: list[str], args: argparse.Namespace, seconds: float, libdir: str
+    sections: dict[str, tuple[dict, str]],
+    problems: list[str],
+    args: argparse.Namespace,
+    seconds: float,
+    libdir: str,
 ) -> str:
-    """The whole of docs/conformance.md: how the run was made, then the results."""
-    import autobahn
+    """The whole of docs/conformance.md: how the run was made, then the results per server."""
     import channels
-    import daphne
 
     verdict = (
-        "**Not explained, to investigate:** " + "; ".join(unexplained)
-        if unexplained
-        else "Every FAILED case below is the same upstream daphne bug (empty messages), "
-        "not the consumers."
+        "**Not explained, to investigate:** " + "; ".join(problems)
+        if problems
+        else "Every FAILED case below is an upstream server bug, explained under its table; "
+        "no server logged a traceback."
     )
     suite = next(Path(libdir).glob("autobahntestsuite-*.dist-info"), None)
     suite_version = suite.name.removesuffix(".dist-info").split("-")[1] if suite else "?"
-    return f"""# Protocol conformance: the Autobahn testsuite against the echo consumers
+    summary = [
+        "| server | endpoints | case runs | " + " | ".join(BEHAVIOURS) + " |",
+        "| --- | ---: | ---: | " + " | ".join("---:" for _ in BEHAVIOURS) + " |",
+        *(totals_row(server, index) for server, (index, _) in sections.items()),
+    ]
+    flags = "\n".join(f"- {server}: `{' '.join(SERVER_ARGS[server])}`" for server in sections)
+    body = "\n".join(f"## {server}\n\n{text}" for server, (_, text) in sections.items())
+    return f"""# Protocol conformance: the Autobahn testsuite against the echo consumers, per server
 
 Generated by `make conformance` on {time.strftime("%Y-%m-%d")} in {seconds:.0f} s; do not edit by
 hand. Cases {args.groups} of the Autobahn testsuite {suite_version} (`wstest -m fuzzingclient`,
-Python 2.7) against daphne {daphne.__version__} (autobahn-python {autobahn.__version__}),
-channels {channels.__version__}, one daphne process, every pure-echo endpoint.
+Python 2.7) against {versions()}; channels {channels.__version__}; one server process each,
+every pure-echo endpoint.
 
-How the server was set up for the run, and why:
+How the servers were set up for the run, and why:
 - `conformance/asgi.py` routes the same consumer classes as `config/asgi.py`, **without**
   `AllowedHostsOriginValidator` (and without auth and the journal): the suite sends no `Origin`
   header, and the origin check would refuse every handshake. `config/asgi.py` is unchanged.
-- daphne runs with `--websocket-max-message-size {MAX_MESSAGE} --websocket-max-frame-size
-  {MAX_MESSAGE}`: cases 9.1 and 9.2 send messages of up to 16 MiB.
+- Each server's message cap is raised to at least 16 MiB (cases 9.1 and 9.2 send messages of
+  up to 16 MiB), and no server pings, so every frame of a case is the suite's own:
+{flags}
 - The showcase's own limits are lifted with `WS_LIMITS='{json.dumps(WS_LIMITS)}'` in
   the server's environment: no 4009 (too big) below 16 MiB, no rate limit (cases 9.7 and 9.8 send
   1,000 messages back to back).
-- Results per case, in Autobahn's HTML and JSON, are under `artifacts/autobahn/<date>/`.
+- Every server's log is searched for tracebacks; any fails the run.
+- Results per case, in Autobahn's HTML and JSON, are under `artifacts/autobahn/<date>-<server>/`.
 
 NON-STRICT and INFORMATIONAL are passes in Autobahn's terms. {verdict}
 
-{body}
-"""
+{chr(10).join(summary)}
+
+{body}"""
 
 
 def main() -> int:
-    """Parse the arguments, run the suite, print (and maybe write) the summary."""
+    """Parse the arguments, run the suite on each server, print (and maybe write) the summary."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--python2", required=True, help="a Python 2.7 interpreter")
     parser.add_argument("--libdir", required=True, help="where autobahntestsuite is installed")
+    parser.add_argument("--servers", default=",".join(SERVERS))
     parser.add_argument("--groups", default="1-7,9,10")
     parser.add_argument("--paths", default=",".join(PURE_ECHO_PATHS))
     parser.add_argument("--markdown", type=Path, help="write the report here too")
-    parser.add_argument("--timeout", type=float, default=1800, help="seconds for the whole run")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per server")
     args = parser.parse_args()
 
     libdir = str(Path(args.libdir).resolve())  # wstest runs in the report directory
     paths = [path for path in args.paths.split(",") if path]
-    outdir = ARTIFACTS / "autobahn" / time.strftime("%Y%m%d-%H%M%S")
     started = time.monotonic()
-    index = run_suite(args.python2, libdir, paths, parse_groups(args.groups), outdir, args.timeout)
+    sections: dict[str, tuple[dict, str]] = {}
+    problems: list[str] = []
+    for server in args.servers.split(","):
+        outdir = ARTIFACTS / "autobahn" / f"{time.strftime('%Y%m%d-%H%M%S')}-{server}"
+        print(f"{server}: Autobahn cases {args.groups} on {', '.join(paths)}", flush=True)
+        index, log_problems_found = run_suite(
+            server, args.python2, libdir, paths, parse_groups(args.groups), outdir, args.timeout
+        )
+        body, unexplained = summarise(server, index, outdir)
+        sections[server] = (index, body)
+        problems += unexplained + log_problems_found
+        print(f"## {server}\n\n{body}\nAutobahn's reports: {outdir}\n", flush=True)
     seconds = time.monotonic() - started
-    body, unexplained = summarise(index, outdir)
-    print(body)
-    runs = sum(len(cases) for cases in index.values())
-    print(f"\n{runs} case runs in {seconds:.0f} s; Autobahn's reports: {outdir}")
     if args.markdown:
-        args.markdown.write_text(document(body, unexplained, args, seconds, libdir))
+        args.markdown.write_text(document(sections, problems, args, seconds, libdir))
         print(f"wrote {args.markdown}")
-    if unexplained:
-        print("Not OK for a reason not on file:", *unexplained, sep="\n  ", file=sys.stderr)
+    if problems:
+        print("Not OK for a reason not on file:", *problems, sep="\n  ", file=sys.stderr)
         return 1
     return 0
 
