@@ -61,7 +61,12 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--members", default="100,1000", help="fan-out group sizes")
     parser.add_argument("--rounds", type=int, default=20, help="broadcasts per group size")
     parser.add_argument("--servers", default=",".join(servers.SERVERS))
-    parser.add_argument("--sections", default="echo,connections,fanout,profile,tax")
+    parser.add_argument("--sections", default="echo,servers,connections,fanout,profile,tax")
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="keep the other sections of the last run (artifacts/bench.json), replace these",
+    )
     parser.add_argument("--no-docs", action="store_true", help="print only; leave docs/ alone")
     parser.add_argument("--daphne-args", default="", help="daphne's flags, as one string")
     return parser.parse_args()
@@ -162,6 +167,62 @@ def echo_section(args: argparse.Namespace) -> list[dict[str, Any]]:
                 if nodb:
                     entries.append(("bare + NoDatabaseMixin", style, base + nodb, payload))
                 rows += echo_rows(args, server, entries)
+    return rows
+
+
+# What `servers_section` compares on every server: the ceiling, one sync and two async rows.
+SERVER_ROWS = [
+    ("ceiling", "bare ASGI", "/bench/asgi/"),
+    ("project", "raw sync", "/ws/sc/"),
+    ("bare Channels", "raw async", "/bench/raw-async/"),
+    ("project", "raw async", "/ws/ac/"),
+]
+
+
+def servers_section(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """
+    The servers side by side, all running at once: every row's slices interleaved across the
+    servers (daphne, uvicorn, hypercorn, granian, daphne, ...), so that a burst of load from
+    elsewhere on the machine hits every server alike and the ratios between them hold.
+    """
+    names = args.servers.split(",")
+    processes = [start(args, name, bench_env()) for name in names]
+    try:
+        entries = [
+            (name, kind, style, process.ws_url + path)
+            for kind, style, path in SERVER_ROWS
+            for name, process in zip(names, processes, strict=True)
+        ]
+        slices: dict[int, list[load.EchoResult]] = {i: [] for i in range(len(entries))}
+        for _ in range(args.repeats):
+            for i, (name, kind, _style, url) in enumerate(entries):
+                progress(f"servers {name:10} {kind:14} {url}")
+                slices[i].append(
+                    run(
+                        load.echo_closed_loop(
+                            url, TEXT, args.connections, args.warmup, args.seconds / args.repeats
+                        )
+                    )
+                )
+    finally:
+        for process in processes:
+            process.stop()
+    rows = []
+    for i, (name, kind, style, url) in enumerate(entries):
+        latencies = [t for result in slices[i] for t in result.latencies]
+        rows.append(
+            {
+                "server": name,
+                "kind": kind,
+                "style": style,
+                "path": urlsplit(url).path,
+                "rate": statistics.median(result.rate for result in slices[i]),
+                "p50_ms": 1000 * load.percentile(latencies, 50),
+                "p99_ms": 1000 * load.percentile(latencies, 99),
+                "client_cpu": statistics.mean(result.client_cpu for result in slices[i]),
+                "slices": [round(result.rate) for result in slices[i]],
+            }
+        )
     return rows
 
 
@@ -277,6 +338,7 @@ def profile_section(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 SECTIONS: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {
     "echo": echo_section,
+    "servers": servers_section,
     "connections": connections_section,
     "fanout": fanout_section,
     "profile": profile_section,
@@ -291,6 +353,9 @@ def main() -> None:
     load.pin(os.getpid(), CLIENT_CORE)
     started_at = time.perf_counter()
     results: dict[str, Any] = {"machine": report.machine(), "pinned": CLIENT_CORE is not None}
+    if args.update:
+        previous = json.loads((servers.ARTIFACTS / "bench.json").read_text())
+        results = {**previous, **results, "updated": args.sections}
     results["settings"] = {
         "connections": args.connections,
         "seconds": args.seconds,
@@ -305,7 +370,10 @@ def main() -> None:
         results[name] = SECTIONS[name](args)
     results["wall_seconds"] = time.perf_counter() - started_at
     options = [a for a in sys.argv[1:] if not a.startswith("--daphne-args")]
-    results["command"] = "make bench" + (f' BENCH_ARGS="{" ".join(options)}"' if options else "")
+    command = "make bench" + (f' BENCH_ARGS="{" ".join(options)}"' if options else "")
+    if args.update:  # the sections of the run before, then these
+        command = f"{results['command']}, then {command}"
+    results["command"] = command
     results["daphne_args"] = args.daphne_args
     text = report.tables(results)
     print(text)

@@ -163,37 +163,34 @@ def connections_table(results: dict[str, Any]) -> str:
 
 
 def servers_table(results: dict[str, Any]) -> str:
-    """Which server? One row each: echo medians per style family, the ceiling, idle sockets."""
-    echo = results.get("echo", [])
-    rate = {(r["server"], r["style"], r["kind"]): r["rate"] for r in echo}
-    project = {(r["server"], r["path"]): r["rate"] for r in echo if r["kind"] == "project"}
+    """Which server? Echo rates measured side by side (interleaved), and the idle sockets."""
+    rows = results.get("servers", [])
+    rate = {(r["server"], r["kind"], r["style"]): r for r in rows}
+    daphne = {(k, s): r["rate"] for (n, k, s), r in rate.items() if n == "daphne"}
     out = []
-    for server in dict.fromkeys(r["server"] for r in echo if r["server"] != "websockets"):
-        asgi = rate.get((server, "bare ASGI", "ceiling"))
-        sync = statistics.median(rate[(server, s, "bare Channels")] for s in SYNC_STYLES)
-        stock = statistics.median(rate[(server, s, "bare Channels")] for s in ASYNC_STYLES)
-        lean = statistics.median(rate[(server, s, "bare + NoDatabaseMixin")] for s in ASYNC_STYLES)
+    for server in dict.fromkeys(r["server"] for r in rows):
+        cells = [server]
+        asgi = rate[(server, "ceiling", "bare ASGI")]["rate"]
+        for kind, style in (("ceiling", "bare ASGI"), ("project", "raw sync"),
+                            ("bare Channels", "raw async"), ("project", "raw async")):  # fmt: skip
+            r = rate[(server, kind, style)]
+            cells.append(
+                f"{r['rate']:,.0f} ({ratio(r['rate'], daphne.get((kind, style)))} of daphne"
+                + (f", {ratio(r['rate'], asgi)} of its ceiling)" if kind != "ceiling" else ")")
+            )
         idle = [r for r in results.get("connections", []) if r["server"] == server]
-        out.append(
-            [
-                server,
-                f"{asgi:,.0f}",
-                f"{sync:,.0f}",
-                f"{stock:,.0f}",
-                f"{lean:,.0f} ({ratio(lean, asgi)})",
-                f"{project.get((server, '/ws/sc/'), 0):,.0f}",
-                f"{project.get((server, '/ws/ac/'), 0):,.0f}",
-                " / ".join(f"{r['kib_per_socket']:.0f}" for r in idle) or "-",
-                " / ".join(f"{r['per_second']:,.0f}" for r in idle) or "-",
-            ]
-        )
-    header = ["server", "bare ASGI echo", "sync (bare, median)", "async stock (bare, median)",
-              "async + mixin (÷ bare ASGI)", "project /ws/sc/", "project /ws/ac/",
+        cells.append(" / ".join(f"{r['kib_per_socket']:.0f}" for r in idle) or "-")
+        cells.append(" / ".join(f"{r['per_second']:,.0f}" for r in idle) or "-")
+        out.append(cells)
+    header = ["server", "bare ASGI echo (ceiling)", "sync consumer /ws/sc/",
+              "stock async consumer", "async + NoDatabaseMixin /ws/ac/",
               "KiB per idle socket (async / sync)", "handshakes/s (async / sync)"]  # fmt: skip
     note = (
-        "Round trips/s, 50 connections, 32 B; medians over the raw, generic and JSON consumers "
-        "of each family. Idle sockets: the connections table below (2,000 held, 50 opening at "
-        "a time), on the async and the sync generic echo."
+        "Round trips/s, 50 connections, 32 B text, the four servers running at once and every "
+        "row's slices interleaved across them, so that load from elsewhere hits them alike "
+        "(the echo table below measures one server after the other). Idle sockets: the "
+        "connections table (2,000 held, 50 opening at a time, on the async and sync generic "
+        "echo), measured one server after the other."
     )
     return note + "\n\n" + table(header, out)
 
@@ -314,8 +311,9 @@ def tables(results: dict[str, Any]) -> str:
     ]
     if results.get("echo") and all(k in results for k in ("connections", "fanout")):
         parts += ["## In short", summary(results)]
+    if "servers" in results:
+        parts += ["## Which server? Side by side", servers_table(results)]
     if "echo" in results:
-        parts += ["## Per server", servers_table(results)]
         parts += ["## Echo round trips", echo_table(results)]
         if any(r["kind"] == "bare + NoDatabaseMixin" for r in results["echo"]):
             parts += ["## Optimisation: async dispatch without the database hop",
@@ -354,7 +352,8 @@ def chart(results: dict[str, Any], path: Path) -> None:
 
     echo = results.get("echo", [])
     server_names = [s for s in dict.fromkeys(r["server"] for r in echo) if s != "websockets"]
-    panels = max(len(server_names) + (1 if results.get("fanout") else 0), 1)
+    side_by_side = results.get("servers", [])
+    panels = max(len(server_names) + (1 if results.get("fanout") else 0) + bool(side_by_side), 1)
     columns = min(panels, 3)
     grid_rows = -(-panels // columns)
     fig, grid = plt.subplots(
@@ -366,6 +365,26 @@ def chart(results: dict[str, Any], path: Path) -> None:
     websockets = next((r["rate"] for r in echo if r["server"] == "websockets"), None)
     kinds = [("bare Channels", "#9aa5b1"), ("project", "#2f6fb0"),
              ("bare + NoDatabaseMixin", "#e08a1e")]  # fmt: skip
+    if side_by_side:
+        ax = axes[0].pop(0)
+        names = list(dict.fromkeys(r["server"] for r in side_by_side))
+        rows = [("ceiling", "bare ASGI", "#2a9d55"), ("project", "raw sync", "#9aa5b1"),
+                ("bare Channels", "raw async", "#2f6fb0"),
+                ("project", "raw async", "#e08a1e")]  # fmt: skip
+        height = 0.8 / len(rows)
+        for k, (kind, style, colour) in enumerate(rows):
+            values = {r["server"]: r["rate"] for r in side_by_side
+                      if (r["kind"], r["style"]) == (kind, style)}  # fmt: skip
+            label = {"ceiling": "bare ASGI echo", "bare Channels": "stock async consumer"}.get(
+                kind, "sync consumer" if style == "raw sync" else "async + NoDatabaseMixin"
+            )
+            ax.barh([i + k * height for i in range(len(names))], [values[n] for n in names],
+                    height, label=label, color=colour)  # fmt: skip
+        ax.set_yticks([i + 0.4 - height / 2 for i in range(len(names))], names)
+        ax.invert_yaxis()
+        ax.set_xlabel("echo round trips per second (higher is better)")
+        ax.set_title("the four servers side by side (interleaved, under load)")
+        ax.legend(fontsize=8, loc="best")
     for ax, server in zip(axes[0], server_names, strict=False):
         styles = [s for s in dict.fromkeys(r["style"] for r in echo if r["server"] == server)
                   if s != "bare ASGI"]  # fmt: skip
@@ -389,7 +408,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
         ax.set_title(f"{server}: {results['settings']['connections']} connections, 32 B text")
         ax.legend(fontsize=8, loc="best")
     if results.get("fanout"):
-        ax = axes[0][panels - 1]
+        ax = axes[0][len(server_names)]
         rows = results["fanout"]
         labels = [f"{SHORT_LAYER.get(r['layer'], r['layer'])}\nN={r['members']:,}" for r in rows]
         xs = range(len(rows))

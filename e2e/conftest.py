@@ -154,7 +154,10 @@ def matrix_server(
         start_any_server(request.param, daphne_env, app="e2e.asgi:application")
     )
     yield server
-    _stop(server)
+    # Not the 10 s of grace the flags give (hypercorn waits that long for the browser's idle
+    # keep-alive connections): what SIGTERM does is test_pings_and_sigterm's business.
+    server.stop(timeout=2)
+    artifacts.unregister(server)
 
 
 @pytest.fixture(scope="session")
