@@ -147,7 +147,7 @@ def start_uvicorn(
     app: str = "config.asgi:application",
     extra_args: tuple[str, ...] = (),
 ) -> ServerProcess:
-    """Start uvicorn on 127.0.0.1 (benchmarks and `make run SERVER=uvicorn`)."""
+    """Start uvicorn on 127.0.0.1 with `extra_args` only (`start_server` adds make run's)."""
     port = port or free_port()
     command = [
         sys.executable,
