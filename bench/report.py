@@ -42,6 +42,7 @@ def machine() -> dict[str, Any]:
     except (OSError, IndexError):
         redis = "not found"
     return {
+        "load": round(os.getloadavg()[0], 1),
         "cores": os.cpu_count(),
         "cpu": model,
         "os": platform.platform(),
@@ -439,7 +440,9 @@ with the ceilings beside them, so the ratios hold even where the absolute figure
 Reproduce with `{results["command"]}` (it starts and stops every server itself; this run
 took {results["wall_seconds"]:.0f} s; the code is in `bench/`).
 
-- Machine: {m["cores"]} cores, {m["cpu"]}, {m["os"]}, Python {m["python"]}.
+- Machine: {m["cores"]} cores, {m["cpu"]}, {m["os"]}, Python {m["python"]}; load average
+  {m.get("load", "?")} when the run began (above the core count, other work shared the cores:
+  the slices of a row then scatter, and only large ratios within one run mean anything).
 - Versions: {versions}.
 - Method: every server serves `bench.asgi:application`: the project's own routes (`/ws/...`,
   with origin check, auth, journal and limiter) plus bare references without middleware
