@@ -433,6 +433,7 @@ def write_docs(results: dict[str, Any], text: str) -> None:
     chart(results, DOCS / "benchmarks.png")
     m = results["machine"]
     versions = ", ".join(f"{name} {v}" for name, v in m["versions"].items())
+    part = f"its last part ({results['updated']})" if results.get("updated") else "it"
     doc = f"""# Benchmarks
 
 What each consumer style, server and channel layer costs on one machine, measured in one run
@@ -441,8 +442,8 @@ Reproduce with `{results["command"]}` (it starts and stops every server itself; 
 took {results["wall_seconds"]:.0f} s; the code is in `bench/`).
 
 - Machine: {m["cores"]} cores, {m["cpu"]}, {m["os"]}, Python {m["python"]}; load average
-  {m.get("load", "?")} when the run began (above the core count, other work shared the cores:
-  the slices of a row then scatter, and only large ratios within one run mean anything).
+  {m.get("load", "?")} when {part} began (above the core count, other work shared the
+  cores: the slices of a row then scatter, and only large ratios within one run mean anything).
 - Versions: {versions}.
 - Method: every server serves `bench.asgi:application`: the project's own routes (`/ws/...`,
   with origin check, auth, journal and limiter) plus bare references without middleware
