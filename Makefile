@@ -7,20 +7,11 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 SERVER ?= daphne
 BIN := $(VENV)/bin
-# Daphne's own limits, set on purpose (the README's "Limits" table says why, in full):
-# - 512 KiB per message and per frame: twice the largest WS_LIMITS message (echo, 256 KiB), so
-#   the consumers' own limit is what a visitor meets, while no socket makes daphne buffer its
-#   default 1 MiB (past it daphne drops the connection: 1006); the frame cap equal, so only a
-#   message's size counts, however it is fragmented.
-# - a ping after 20 s of silence (under the 60 s idle cut of common proxies), its pong due
-#   within 15 s (under the interval, so one ping is in flight at a time): a dead peer is
-#   dropped, and leaves the lobby, within about 37 s.
-# - 5 s for the handshake: the HTTP upgrade, then the consumer's accept.
-# - 10 s for a consumer to finish after its client left (a lobby leave goes through Redis).
-# - 86400 s of life at most per socket: channels-redis's group_expiry, so none outlives its groups.
-DAPHNE_FLAGS ?= --websocket-max-message-size 524288 --websocket-max-frame-size 524288 \
-	--ping-interval 20 --ping-timeout 15 --websocket_connect_timeout 5 \
-	--application-close-timeout 10 --websocket_timeout 86400
+# Each server's flags (message caps, pings, timeouts) live in one place, tools/servers.py's
+# SERVER_FLAGS, used by `make run`, the tests, the bench and the conformance run alike; the
+# README's "Limits" and "Which ASGI server?" sections say why each is set.
+# `python -m tools.servers flags daphne` prints daphne's.
+DAPHNE_FLAGS ?= $(shell $(BIN)/python -m tools.servers flags daphne)
 
 .PHONY: run test unit e2e lint compat system-deps install clean bench soak \
 	conformance conformance-quick screenshots cluster cluster-restart bench-cluster
@@ -56,11 +47,7 @@ system-deps:
 run: install
 	$(BIN)/python manage.py migrate --no-input -v 0
 	DEBUG=$${DEBUG-1} $(BIN)/python manage.py ensure_demo_users
-ifeq ($(SERVER),uvicorn)
-	DEBUG=$${DEBUG-1} $(BIN)/uvicorn --host $(HOST) --port $(PORT) config.asgi:application
-else
-	DEBUG=$${DEBUG-1} $(BIN)/daphne -b $(HOST) -p $(PORT) $(DAPHNE_FLAGS) config.asgi:application
-endif
+	DEBUG=$${DEBUG-1} $(BIN)/python -m tools.servers run $(SERVER) --host $(HOST) --port $(PORT)
 
 # One picture per demo page for the README (docs/screenshots/*.png), taken by the browser
 # harness from a throwaway daphne and database, so they never go stale (about 20 s).
@@ -119,10 +106,13 @@ $(AUTOBAHN_DIR)/.installed:
 	  autobahntestsuite==0.8.2
 	touch $@
 
-# Cases 1-7, 9 and 10 on every pure-echo endpoint (about 10 minutes); writes docs/conformance.md.
+# Cases 1-7, 9 and 10 on every pure-echo endpoint (about 10 minutes per server), on the four
+# servers, or on one with `make conformance SERVER=uvicorn`; writes docs/conformance.md.
+# CONFORMANCE_ARGS="--groups 1-7,10" leaves out group 9 (its 16 MiB messages take most of it).
+CONFORMANCE_SERVERS ?= $(if $(filter command line,$(origin SERVER)),$(SERVER),daphne,uvicorn,hypercorn,granian)
 conformance: install $(AUTOBAHN_DIR)/.installed
 	$(BIN)/python -m conformance.run --python2 $(PYTHON2) --libdir $(AUTOBAHN_DIR) \
-	  --markdown docs/conformance.md
+	  --servers $(CONFORMANCE_SERVERS) --markdown docs/conformance.md $(CONFORMANCE_ARGS)
 
 # The quick groups (not 9: its two timed-out empty-message cases alone take two minutes) on one
 # sync and one async endpoint, inside `make test`; skipped, saying so, without a Python 2.7.
@@ -131,7 +121,7 @@ conformance-quick: install
 	  echo "conformance-quick: no Python 2.7 here, Autobahn cases skipped"; exit 0; fi; \
 	$(MAKE) --no-print-directory $(AUTOBAHN_DIR)/.installed && \
 	$(BIN)/python -m conformance.run --python2 $(PYTHON2) --libdir $(AUTOBAHN_DIR) \
-	  --groups 1-7,10 --paths /ws/sc/,/ws/ac/generic/ --timeout 300
+	  --servers daphne --groups 1-7,10 --paths /ws/sc/,/ws/ac/generic/ --timeout 300
 
 # ---------------------------------------------------------------- tests
 # Browser tests last: their pytest summary is the closing line CI reads.

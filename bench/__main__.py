@@ -73,8 +73,15 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--idle", type=int, default=2000, help="idle sockets per server")
     parser.add_argument("--members", default="100,1000", help="fan-out group sizes")
     parser.add_argument("--rounds", type=int, default=20, help="broadcasts per group size")
-    parser.add_argument("--servers", default="daphne,uvicorn")
-    parser.add_argument("--sections", default="echo,syncsend,connections,fanout,profile,tax,orm")
+    parser.add_argument("--servers", default=",".join(servers.SERVERS))
+    parser.add_argument(
+        "--sections", default="echo,servers,syncsend,connections,fanout,profile,tax,orm"
+    )
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="keep the other sections of the last run (artifacts/bench.json), replace these",
+    )
     parser.add_argument("--no-docs", action="store_true", help="print only; leave docs/ alone")
     parser.add_argument("--daphne-args", default="", help="daphne's flags, as one string")
     return parser.parse_args()
@@ -88,16 +95,14 @@ def run(coroutine: Any) -> Any:
 def start(
     args: argparse.Namespace, server: str, env: dict[str, str], name: str | None = None
 ) -> servers.ServerProcess:
-    """Start daphne (with `make run`'s flags) or uvicorn on the bench app, on the server core."""
-    if server == "daphne":
-        process = servers.start_daphne(
-            env,
-            extra_args=tuple(shlex.split(args.daphne_args)),
-            name=name or "bench-daphne",
-            app=APP,
-        )
-    else:
-        process = servers.start_uvicorn(env, app=APP, extra_args=("--log-level", "warning"))
+    """Start a server with `make run`'s flags on the bench app, pinned to the server core."""
+    flags = None  # tools/servers.py's SERVER_FLAGS
+    if server == "daphne" and args.daphne_args:
+        flags = tuple(shlex.split(args.daphne_args))
+    process = servers.start_server(
+        server, env, app=APP, flags=flags, name=name or f"bench-{server}"
+    )
+    load.wait_for_worker(process)
     load.pin(process.process.pid, SERVER_CORE)
     return process
 
@@ -206,6 +211,62 @@ def sync_send_section(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
+# What `servers_section` compares on every server: the ceiling, one sync and two async rows.
+SERVER_ROWS = [
+    ("ceiling", "bare ASGI", "/bench/asgi/"),
+    ("project", "raw sync", "/ws/sc/"),
+    ("bare Channels", "raw async", "/bench/raw-async/"),
+    ("project", "raw async", "/ws/ac/"),
+]
+
+
+def servers_section(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """
+    The servers side by side, all running at once: every row's slices interleaved across the
+    servers (daphne, uvicorn, hypercorn, granian, daphne, ...), so that a burst of load from
+    elsewhere on the machine hits every server alike and the ratios between them hold.
+    """
+    names = args.servers.split(",")
+    processes = [start(args, name, bench_env()) for name in names]
+    try:
+        entries = [
+            (name, kind, style, process.ws_url + path)
+            for kind, style, path in SERVER_ROWS
+            for name, process in zip(names, processes, strict=True)
+        ]
+        slices: dict[int, list[load.EchoResult]] = {i: [] for i in range(len(entries))}
+        for _ in range(args.repeats):
+            for i, (name, kind, _style, url) in enumerate(entries):
+                progress(f"servers {name:10} {kind:14} {url}")
+                slices[i].append(
+                    run(
+                        load.echo_closed_loop(
+                            url, TEXT, args.connections, args.warmup, args.seconds / args.repeats
+                        )
+                    )
+                )
+    finally:
+        for process in processes:
+            process.stop()
+    rows = []
+    for i, (name, kind, style, url) in enumerate(entries):
+        latencies = [t for result in slices[i] for t in result.latencies]
+        rows.append(
+            {
+                "server": name,
+                "kind": kind,
+                "style": style,
+                "path": urlsplit(url).path,
+                "rate": statistics.median(result.rate for result in slices[i]),
+                "p50_ms": 1000 * load.percentile(latencies, 50),
+                "p99_ms": 1000 * load.percentile(latencies, 99),
+                "client_cpu": statistics.mean(result.client_cpu for result in slices[i]),
+                "slices": [round(result.rate) for result in slices[i]],
+            }
+        )
+    return rows
+
+
 def connections_section(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Idle sockets per server process: handshakes per second and memory per socket."""
     rows = []
@@ -216,7 +277,7 @@ def connections_section(args: argparse.Namespace) -> list[dict[str, Any]]:
             with servers.running(process):
                 progress(f"idle {server:8} {args.idle} sockets on {path}")
                 result: load.ConnectResult = run(
-                    load.hold_idle(process.ws_url + path, args.idle, process.process.pid)
+                    load.hold_idle(process.ws_url + path, args.idle, load.serving_pid(process))
                 )
                 rows.append(
                     {
@@ -448,6 +509,7 @@ def gc_fanout_section(args: argparse.Namespace) -> list[dict[str, Any]]:
 SECTIONS: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {
     "echo": echo_section,
     "syncsend": sync_send_section,
+    "servers": servers_section,
     "connections": connections_section,
     "gcfanout": gc_fanout_section,
     "fanout": fanout_section,
@@ -464,6 +526,9 @@ def main() -> None:
     load.pin(os.getpid(), CLIENT_CORE)
     started_at = time.perf_counter()
     results: dict[str, Any] = {"machine": report.machine(), "pinned": CLIENT_CORE is not None}
+    if args.update:
+        previous = json.loads((servers.ARTIFACTS / "bench.json").read_text())
+        results = {**previous, **results, "updated": args.sections}
     results["settings"] = {
         "connections": args.connections,
         "orm_connections": args.orm_connections,
@@ -479,7 +544,10 @@ def main() -> None:
         results[name] = SECTIONS[name](args)
     results["wall_seconds"] = time.perf_counter() - started_at
     options = [a for a in sys.argv[1:] if not a.startswith("--daphne-args")]
-    results["command"] = "make bench" + (f' BENCH_ARGS="{" ".join(options)}"' if options else "")
+    command = "make bench" + (f' BENCH_ARGS="{" ".join(options)}"' if options else "")
+    if args.update:  # the sections of the run before, then these
+        command = f"{results['command']}, then {command}"
+    results["command"] = command
     results["daphne_args"] = args.daphne_args
     text = report.tables(results)
     print(text)

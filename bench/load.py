@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 import psutil
 from websockets.asyncio.client import ClientConnection, connect
 
+from tools.servers import ServerProcess
+
 # Project endpoints check the Origin header (AllowedHostsOriginValidator).
 ORIGIN = "http://127.0.0.1"
 
@@ -34,15 +36,37 @@ def cores() -> tuple[int | None, int | None]:
 
 
 def pin(pid: int, core: int | None) -> bool:
-    """Pin every thread of a process to one core (threads it starts later inherit it)."""
+    """
+    Pin every thread of a process, and of its children (granian serves from a worker
+    process), to one core; threads they start later inherit it.
+    """
     if core is None:
         return False
     try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            os.sched_setaffinity(int(tid), {core})
-    except OSError:
+        children = [child.pid for child in psutil.Process(pid).children(recursive=True)]
+        for process in (pid, *children):
+            for tid in os.listdir(f"/proc/{process}/task"):
+                os.sched_setaffinity(int(tid), {core})
+    except (OSError, psutil.Error):
         return False
     return True
+
+
+def wait_for_worker(server: ServerProcess, timeout: float = 15.0) -> None:
+    """Granian's socket listens before its worker process exists: wait for the worker."""
+    if server.command[1:3] != ["-m", "granian"]:
+        return
+    deadline = time.monotonic() + timeout
+    while not psutil.Process(server.process.pid).children():
+        if time.monotonic() > deadline:
+            raise TimeoutError("granian started no worker")
+        time.sleep(0.05)
+
+
+def serving_pid(server: ServerProcess) -> int:
+    """The process that holds the sockets: granian's worker, or the server process itself."""
+    children = psutil.Process(server.process.pid).children()
+    return children[0].pid if len(children) == 1 else server.process.pid
 
 
 def rss(pid: int) -> int:

@@ -13,8 +13,8 @@ from typing import Any
 from tools import servers
 
 DOCS = servers.BASE_DIR / "docs"
-PACKAGES = ("Django", "channels", "daphne", "Twisted", "uvicorn", "uvloop", "websockets",
-            "channels-redis", "redis")  # fmt: skip
+PACKAGES = ("Django", "channels", "daphne", "Twisted", "uvicorn", "hypercorn", "granian",
+            "uvloop", "websockets", "channels-redis", "redis")  # fmt: skip
 SHORT_LAYER = {
     "InMemoryChannelLayer": "memory",
     "InMemoryChannelLayer + NoDatabaseMixin": "memory\n+ mixin",
@@ -47,6 +47,7 @@ def machine() -> dict[str, Any]:
     except (OSError, IndexError):
         redis = "not found"
     return {
+        "load": round(os.getloadavg()[0], 1),
         "cores": os.cpu_count(),
         "cpu": model,
         "os": platform.platform(),
@@ -217,6 +218,39 @@ FANOUT_NOTE = (
 )
 
 
+def servers_table(results: dict[str, Any]) -> str:
+    """Which server? Echo rates measured side by side (interleaved), and the idle sockets."""
+    rows = results.get("servers", [])
+    rate = {(r["server"], r["kind"], r["style"]): r for r in rows}
+    daphne = {(k, s): r["rate"] for (n, k, s), r in rate.items() if n == "daphne"}
+    out = []
+    for server in dict.fromkeys(r["server"] for r in rows):
+        cells = [server]
+        asgi = rate[(server, "ceiling", "bare ASGI")]["rate"]
+        for kind, style in (("ceiling", "bare ASGI"), ("project", "raw sync"),
+                            ("bare Channels", "raw async"), ("project", "raw async")):  # fmt: skip
+            r = rate[(server, kind, style)]
+            cells.append(
+                f"{r['rate']:,.0f} ({ratio(r['rate'], daphne.get((kind, style)))} of daphne"
+                + (f", {ratio(r['rate'], asgi)} of its ceiling)" if kind != "ceiling" else ")")
+            )
+        idle = [r for r in results.get("connections", []) if r["server"] == server]
+        cells.append(" / ".join(f"{r['kib_per_socket']:.0f}" for r in idle) or "-")
+        cells.append(" / ".join(f"{r['per_second']:,.0f}" for r in idle) or "-")
+        out.append(cells)
+    header = ["server", "bare ASGI echo (ceiling)", "sync consumer /ws/sc/",
+              "stock async consumer", "async + NoDatabaseMixin /ws/ac/",
+              "KiB per idle socket (async / sync)", "handshakes/s (async / sync)"]  # fmt: skip
+    note = (
+        "Round trips/s, 50 connections, 32 B text, the four servers running at once and every "
+        "row's slices interleaved across them, so that load from elsewhere hits them alike "
+        "(the echo table below measures one server after the other). Idle sockets: the "
+        "connections table (2,000 held, 50 opening at a time, on the async and sync generic "
+        "echo), measured one server after the other."
+    )
+    return note + "\n\n" + table(header, out)
+
+
 def fanout_table(results: dict[str, Any]) -> str:
     """Broadcast delivery latency per layer and group size."""
     out = [
@@ -365,6 +399,8 @@ def tables(results: dict[str, Any]) -> str:
     ]
     if results.get("echo") and all(k in results for k in ("connections", "fanout")):
         parts += ["## In short", summary(results)]
+    if "servers" in results:
+        parts += ["## Which server? Side by side", servers_table(results)]
     if "echo" in results:
         parts += ["## Echo round trips", echo_table(results)]
         if any(r["kind"] == "bare + NoDatabaseMixin" for r in results["echo"]):
@@ -417,12 +453,40 @@ def chart(results: dict[str, Any], path: Path) -> None:
 
     echo = results.get("echo", [])
     server_names = [s for s in dict.fromkeys(r["server"] for r in echo) if s != "websockets"]
-    panels = len(server_names) + (1 if results.get("fanout") else 0)
-    fig, axes = plt.subplots(1, max(panels, 1), figsize=(6.5 * max(panels, 1), 5.5), squeeze=False)
+    side_by_side = results.get("servers", [])
+    panels = max(len(server_names) + (1 if results.get("fanout") else 0) + bool(side_by_side), 1)
+    columns = min(panels, 3)
+    grid_rows = -(-panels // columns)
+    fig, grid = plt.subplots(
+        grid_rows, columns, figsize=(6.5 * columns, 5.5 * grid_rows), squeeze=False
+    )
+    axes = [[ax for row in grid for ax in row]]
+    for ax in axes[0][panels:]:
+        ax.set_visible(False)
     websockets = next((r["rate"] for r in echo if r["server"] == "websockets"), None)
     kinds = [("bare Channels", "#9aa5b1"), ("project", "#2f6fb0"),
              ("bare + NoDatabaseMixin", "#e08a1e"),
              ("bare + QueuedSendMixin", "#8a4fb0")]  # fmt: skip
+    if side_by_side:
+        ax = axes[0].pop(0)
+        names = list(dict.fromkeys(r["server"] for r in side_by_side))
+        rows = [("ceiling", "bare ASGI", "#2a9d55"), ("project", "raw sync", "#9aa5b1"),
+                ("bare Channels", "raw async", "#2f6fb0"),
+                ("project", "raw async", "#e08a1e")]  # fmt: skip
+        height = 0.8 / len(rows)
+        for k, (kind, style, colour) in enumerate(rows):
+            values = {r["server"]: r["rate"] for r in side_by_side
+                      if (r["kind"], r["style"]) == (kind, style)}  # fmt: skip
+            label = {"ceiling": "bare ASGI echo", "bare Channels": "stock async consumer"}.get(
+                kind, "sync consumer" if style == "raw sync" else "async + NoDatabaseMixin"
+            )
+            ax.barh([i + k * height for i in range(len(names))], [values[n] for n in names],
+                    height, label=label, color=colour)  # fmt: skip
+        ax.set_yticks([i + 0.4 - height / 2 for i in range(len(names))], names)
+        ax.invert_yaxis()
+        ax.set_xlabel("echo round trips per second (higher is better)")
+        ax.set_title("the four servers side by side (interleaved, under load)")
+        ax.legend(fontsize=8, loc="best")
     for ax, server in zip(axes[0], server_names, strict=False):
         styles = [s for s in dict.fromkeys(r["style"] for r in echo if r["server"] == server)
                   if s != "bare ASGI"]  # fmt: skip
@@ -446,7 +510,7 @@ def chart(results: dict[str, Any], path: Path) -> None:
         ax.set_title(f"{server}: {results['settings']['connections']} connections, 32 B text")
         ax.legend(fontsize=8, loc="best")
     if results.get("fanout"):
-        ax = axes[0][-1]
+        ax = axes[0][len(server_names)]
         rows = results["fanout"]
         labels = [f"{SHORT_LAYER.get(r['layer'], r['layer'])}\nN={r['members']:,}" for r in rows]
         xs = range(len(rows))
@@ -470,6 +534,7 @@ def write_docs(results: dict[str, Any], text: str) -> None:
     chart(results, DOCS / "benchmarks.png")
     m = results["machine"]
     versions = ", ".join(f"{name} {v}" for name, v in m["versions"].items())
+    part = f"its last part ({results['updated']})" if results.get("updated") else "it"
     doc = f"""# Benchmarks
 
 What each consumer style, server and channel layer costs on one machine, measured in one run
@@ -477,18 +542,20 @@ with the ceilings beside them, so the ratios hold even where the absolute figure
 Reproduce with `{results["command"]}` (it starts and stops every server itself; this run
 took {results["wall_seconds"]:.0f} s; the code is in `bench/`).
 
-- Machine: {m["cores"]} cores, {m["cpu"]}, {m["os"]}, Python {m["python"]}.
+- Machine: {m["cores"]} cores, {m["cpu"]}, {m["os"]}, Python {m["python"]}; load average
+  {m.get("load", "?")} when {part} began (above the core count, other work shared the
+  cores: the slices of a row then scatter, and only large ratios within one run mean anything).
 - Versions: {versions}.
 - Method: every server serves `bench.asgi:application`: the project's own routes (`/ws/...`,
   with origin check, auth, journal and limiter) plus bare references without middleware
   (`/bench/...`): a plain ASGI echo, minimal Channels consumers of each style, the same with
   `apps.core.consumers.NoDatabaseMixin` (async) or `QueuedSendMixin` (sync), and a fan-out
-  consumer. One `websockets` echo server
-  is the ceiling no ASGI server can beat. Daphne runs with the flags of `make run`
-  (`{results.get("daphne_args") or "its defaults"}`), uvicorn with its defaults (uvloop,
-  httptools, the websockets sans-I/O protocol). The client is one uvloop process using the
-  `websockets` client, without compression; its CPU is in every table (100% would mean the
-  client, not the server, was the limit).
+  consumer. One `websockets` echo server is the ceiling no ASGI server can beat. Every server
+  runs with the flags of `make run` (tools/servers.py's `SERVER_FLAGS`; daphne:
+  `{results.get("daphne_args") or "the table's"}`), one process each; uvicorn, hypercorn and
+  granian on uvloop. The client is one uvloop process using the `websockets` client, without
+  compression; its CPU is in every table (100% would mean the client, not the server, was the
+  limit).
 
 ![Echo round trips per consumer style and server, and fan-out latency](benchmarks.png)
 

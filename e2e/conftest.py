@@ -19,7 +19,8 @@ from django.conf import settings
 from playwright.sync_api import BrowserContext, Playwright
 
 from e2e import artifacts
-from tools.servers import ServerProcess, server_env, start_daphne, start_uvicorn, start_worker
+from tools.servers import SERVERS, ServerProcess, server_env, start_daphne, start_worker
+from tools.servers import start_server as start_any_server
 
 # Sync Playwright keeps an event loop running on this thread, and Django then refuses ORM
 # calls here (pytest-django's DB set-up included). Allowed in this process only: server_env()
@@ -144,12 +145,23 @@ def base_url(daphne_server: ServerProcess) -> str:
     return daphne_server.http_url
 
 
-@pytest.fixture(scope="session")
-def uvicorn_server(daphne_env: dict[str, str]) -> Iterator[ServerProcess]:
-    """The same application on uvicorn, for what the browser sees differently there."""
-    server = artifacts.register(start_uvicorn(daphne_env))
+@pytest.fixture(scope="session", params=SERVERS)
+def matrix_server(
+    request: pytest.FixtureRequest, daphne_env: dict[str, str]
+) -> Iterator[ServerProcess]:
+    """
+    Each of the four servers in turn, with `make run`'s flags, serving the showcase plus the
+    probes of `e2e/asgi.py`: the server-differences tests run once per server. Session-scoped,
+    so pytest groups the tests by server and runs one server at a time.
+    """
+    server = artifacts.register(
+        start_any_server(request.param, daphne_env, app="e2e.asgi:application")
+    )
     yield server
-    _stop(server)
+    # Not the 10 s of grace the flags give (hypercorn waits that long for the browser's idle
+    # keep-alive connections): what SIGTERM does is test_pings_and_sigterm's business.
+    server.stop(timeout=2)
+    artifacts.unregister(server)
 
 
 @pytest.fixture(scope="session")

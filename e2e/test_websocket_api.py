@@ -10,7 +10,7 @@ from django.conf import settings
 from playwright.sync_api import Page, expect
 
 from e2e.console import Console
-from tools.servers import ServerProcess, free_port
+from tools.servers import free_port
 
 ECHO = "/ws/sc/generic/"
 
@@ -118,54 +118,8 @@ def test_sends_after_close_are_discarded_silently(console: Console) -> None:
 
 # ---------------------------------------------------------------------------- closing
 #
-# What a close event reports depends on the server as much as on the browser: the code and
-# reason in a close event are those of the close frame the browser *received*. When the
-# browser closes first, that is the server's reply. Uvicorn (websockets) echoes the browser's
-# frame; daphne (autobahn, without echoCloseCodeReason) always replies 1000 with no reason.
-# The consumer sees the browser's code either way (the journal shows it). The same test runs
-# on both servers so the difference stays visible, and fails if either server changes.
-
-
-@pytest.fixture(params=["daphne", "uvicorn"])
-def server(request: pytest.FixtureRequest) -> ServerProcess:
-    """The server under test: the session's daphne, or the same app on uvicorn."""
-    return request.getfixturevalue(f"{request.param}_server")
-
-
-def test_close_without_arguments(page: Page, server: ServerProcess) -> None:
-    console = Console.open(page, server.http_url + "/sync/")
-    console.connect(ECHO, journal=True)
-    since = console.mark()
-    console.root.get_by_role("button", name="close()", exact=True).click()
-    closed = console.wait_for("close", since)[0]
-    disconnect = console.journal_until("websocket.disconnect")[-1]
-    if server.name == "daphne":
-        # No status code went out; autobahn's reply carries 1000, and daphne hands the
-        # consumer code None where the ASGI spec says 1005.
-        assert (closed["code"], disconnect["code"]) == (1000, None)
-    else:
-        # 1005 "no status received": reported locally, never sent on the wire.
-        assert (closed["code"], disconnect["code"]) == (1005, 1005)
-    assert (closed["reason"], closed["wasClean"]) == ("", True)
-
-
-def test_close_with_code_and_reason(page: Page, server: ServerProcess) -> None:
-    console = Console.open(page, server.http_url + "/sync/")
-    console.connect(ECHO, journal=True)
-    console.root.get_by_label("code").fill("4321")
-    console.root.get_by_label("reason").fill("bye ✓")
-    since = console.mark()
-    console.root.get_by_role("button", name="close(code, reason)").click()
-    call = console.wait_for("call", since)[0]
-    assert call["message"] == 'close(4321, "bye ✓")'
-    closed = console.wait_for("close", since)[0]
-    disconnect = console.journal_until("websocket.disconnect")[-1]
-    assert disconnect["code"] == 4321  # what the browser sent, as the consumer saw it
-    if server.name == "daphne":
-        assert (closed["code"], closed["reason"]) == (1000, "")
-    else:
-        assert (closed["code"], closed["reason"]) == (4321, "bye ✓")
-    assert closed["wasClean"] is True
+# What the browser sees when it or the server closes depends on the server as much as on the
+# browser: e2e/test_servers.py runs those tests on each of the four servers.
 
 
 def test_invalid_close_arguments_throw(console: Console) -> None:
@@ -189,36 +143,6 @@ def test_invalid_close_arguments_throw(console: Console) -> None:
     console.wait_for("close", since)
 
 
-@pytest.mark.parametrize(
-    ("server_name", "page_path"),
-    [("daphne", "/sync/"), ("daphne", "/async/"), ("uvicorn", "/sync/")],
-)
-def test_server_initiated_close(
-    page: Page, request: pytest.FixtureRequest, server_name: str, page_path: str
-) -> None:
-    server = request.getfixturevalue(f"{server_name}_server")
-    endpoint = "/ws/sc/json/" if page_path == "/sync/" else "/ws/ac/json/"
-    console = Console.open(page, server.http_url + page_path)
-    console.connect(endpoint, journal=True)
-    since = console.mark()
-    console.root.get_by_role("button", name="server close 4000").click()
-    closed = console.wait_for("close", since)[0]
-    assert closed["code"] == 4000
-    events = console.journal_until("websocket.disconnect")
-    sent = [(e["code"], e["reason"]) for e in events if e["type"] == "websocket.close"]
-    assert sent == [(4000, "server says bye")]
-    if server.name == "daphne":
-        # The consumer sent a reason (above; the unit tests' WebsocketCommunicator sees it
-        # too), but daphne never puts it in the close frame (daphne#374): the browser gets
-        # "". And autobahn, as a server, drops the TCP connection with a reset once the
-        # closing handshake is done, which Chromium reports as wasClean false.
-        assert (closed["reason"], closed["wasClean"]) == ("", False)
-    else:
-        assert (closed["reason"], closed["wasClean"]) == ("server says bye", True)
-    # An application code is not a server loss: no reconnect.
-    assert console.records("reconnecting", since) == []
-
-
 def test_subprotocol_negotiation_is_visible_in_ws_protocol(console: Console) -> None:
     for offered, expected in ((True, "showcase.v1"), (False, "")):
         opened = console.connect(ECHO, subprotocol=offered)
@@ -230,26 +154,6 @@ def test_subprotocol_negotiation_is_visible_in_ws_protocol(console: Console) -> 
 
 
 # ---------------------------------------------------------------------------- limits
-
-
-@pytest.mark.parametrize("server_name", ["daphne", "uvicorn"])
-def test_message_over_the_limit_closes_4009(
-    page: Page, request: pytest.FixtureRequest, server_name: str
-) -> None:
-    # 4009, not RFC 6455's 1009: under daphne, autobahn refuses to send 1001-2999 from the
-    # application (crossbario/autobahn-python#1642); close(1009) raised and the browser got
-    # 1011. This test saw exactly that before the code changed (apps/core/limits.py).
-    server = request.getfixturevalue(f"{server_name}_server")
-    limit = settings.WS_LIMITS["echo"]["max_message_bytes"]
-    console = Console.open(page, server.http_url + "/sync/")
-    console.connect(ECHO, reconnect=False)
-    since = console.mark()
-    console.send_text("é" * (limit // 2) + "x")  # one byte over, counted in UTF-8
-    closed = console.wait_for("close", since)[0]
-    assert closed["code"] == 4009
-    assert console.records("message", since) == []
-    reason = f"message of {limit + 1} bytes is over {limit}"
-    assert closed["reason"] == ("" if server_name == "daphne" else reason)  # daphne#374 again
 
 
 def test_too_many_messages_close_4429(console: Console) -> None:

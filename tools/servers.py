@@ -213,7 +213,7 @@ def start_uvicorn(
     app: str = "config.asgi:application",
     extra_args: tuple[str, ...] = (),
 ) -> ServerProcess:
-    """Start uvicorn on 127.0.0.1 (benchmarks and `make run SERVER=uvicorn`)."""
+    """Start uvicorn on 127.0.0.1 with `extra_args` only (`start_server` adds make run's)."""
     port = port or free_port()
     command = [
         sys.executable,
@@ -228,6 +228,134 @@ def start_uvicorn(
         app,
     ]
     return _spawn("uvicorn", command, port, env or server_env())
+
+
+# ---------------------------------------------------------------------------- the four servers
+#
+# `make run SERVER=...`, the browser suite's server matrix, `make bench` and
+# `make conformance` all start a server through `server_command`, with these flags: the one
+# place that knows them. README's "Which ASGI server?" and "Limits" say why each one is set.
+# The shared aims, where a server lets us choose:
+# - 512 KiB per message (and per frame): twice the largest WS_LIMITS message (echo, 256 KiB),
+#   so the consumer's own limit is what a visitor meets, and no socket makes the server buffer
+#   its default (1 MiB on daphne, 16 MiB on uvicorn and hypercorn).
+# - a ping after 20 s of silence (under the 60 s idle cut of common proxies), its pong due
+#   within 15 s: a dead peer is dropped, and leaves the lobby, within about 37 s.
+# - 5 s for the handshake (slow-loris); 10 s for consumers to finish after their client left
+#   or the server was told to stop.
+# - one process: the in-memory channel layer of `make run` lives in one process.
+# - no permessage-deflate, no trust in X-Forwarded-For (no proxy in front of `make run`).
+MAX_MESSAGE = 512 * 1024
+SERVER_FLAGS: dict[str, tuple[str, ...]] = {
+    "daphne": (
+        "--websocket-max-message-size", str(MAX_MESSAGE),
+        "--websocket-max-frame-size", str(MAX_MESSAGE),
+        "--ping-interval", "20",
+        "--ping-timeout", "15",
+        "--websocket_connect_timeout", "5",
+        "--application-close-timeout", "10",
+        # A socket's longest life: channels-redis's group_expiry, so none outlives its groups.
+        "--websocket_timeout", "86400",
+    ),
+    "uvicorn": (
+        "--ws", "websockets-sansio",
+        "--ws-max-size", str(MAX_MESSAGE),
+        "--ws-ping-interval", "20",
+        "--ws-ping-timeout", "15",
+        # On by default: zlib state per socket and CPU per message, for small messages.
+        "--ws-per-message-deflate", "false",
+        # On by default for 127.0.0.1: any local process could then claim any client address.
+        "--no-proxy-headers",
+        "--timeout-graceful-shutdown", "10",
+        # Django's ASGI application has no lifespan protocol.
+        "--lifespan", "off",
+        "--no-access-log",
+    ),
+    "hypercorn": (
+        # Message cap, ping interval and graceful timeout are not command-line flags: they come
+        # from HypercornConfig below. Workers 0: serve in this process (no supervisor).
+        "--config", "python:tools.servers.HypercornConfig",
+        "--workers", "0",
+        "--worker-class", "uvloop",
+    ),
+    "granian": (
+        # ASGI without lifespan; one worker process with one runtime thread.
+        "--interface", "asginl",
+        "--workers", "1",
+        "--runtime-threads", "1",
+        "--loop", "uvloop",
+        "--http", "1",
+        "--http1-header-read-timeout", "5000",
+        "--workers-kill-timeout", "10",
+        "--no-access-log",
+    ),
+}  # fmt: skip
+
+
+class HypercornConfig:
+    """Hypercorn's settings that have no command-line flag (see SERVER_FLAGS)."""
+
+    websocket_max_message_size = MAX_MESSAGE
+    # Hypercorn sends pings but has no pong timeout: a dead peer is found by TCP alone.
+    websocket_ping_interval = 20.0
+    # Seconds consumers get after SIGTERM before their tasks are cancelled.
+    graceful_timeout = 10.0
+    keep_alive_timeout = 5.0
+
+
+SERVERS = tuple(SERVER_FLAGS)
+
+
+def server_command(
+    server: str,
+    port: int,
+    host: str = "127.0.0.1",
+    app: str = "config.asgi:application",
+    flags: tuple[str, ...] | None = None,
+) -> list[str]:
+    """The command line that starts `server` on host:port, with `make run`'s flags by default."""
+    flags = SERVER_FLAGS[server] if flags is None else flags
+    bind = {
+        "daphne": ["-b", host, "-p", str(port)],
+        "uvicorn": ["--host", host, "--port", str(port)],
+        "hypercorn": ["--bind", f"{host}:{port}"],
+        "granian": ["--host", host, "--port", str(port)],
+    }[server]
+    return [sys.executable, "-m", server, *bind, *flags, app]
+
+
+def start_server(
+    server: str,
+    env: Mapping[str, str] | None = None,
+    port: int | None = None,
+    app: str = "config.asgi:application",
+    flags: tuple[str, ...] | None = None,
+    name: str | None = None,
+) -> ServerProcess:
+    """Start one of SERVERS on 127.0.0.1, with `make run`'s flags unless `flags` is given."""
+    port = port or free_port()
+    command = server_command(server, port, app=app, flags=flags)
+    return _spawn(name or server, command, port, env or server_env())
+
+
+def start_hypercorn(
+    env: Mapping[str, str] | None = None,
+    port: int | None = None,
+    app: str = "config.asgi:application",
+    name: str = "hypercorn",
+) -> ServerProcess:
+    """Start hypercorn on 127.0.0.1 with `make run SERVER=hypercorn`'s settings."""
+    return start_server("hypercorn", env, port, app, name=name)
+
+
+def start_granian(
+    env: Mapping[str, str] | None = None,
+    port: int | None = None,
+    app: str = "config.asgi:application",
+    name: str = "granian",
+) -> ServerProcess:
+    """Start granian on 127.0.0.1 with `make run SERVER=granian`'s settings."""
+    return start_server("granian", env, port, app, name=name)
 
 
 def start_command(
@@ -554,3 +682,29 @@ def start_cluster(
         supervisor.stop(timeout=30)
         raise RuntimeError(f"the cluster failed to start; see {run_dir}") from None
     return cluster
+
+
+def main(argv: list[str] | None = None) -> None:
+    """
+    `python -m tools.servers run SERVER [--host H] [--port P]`: replace this process with the
+    server, as `make run` does; `python -m tools.servers flags SERVER` prints its flags.
+    """
+    import argparse
+    import shlex
+
+    parser = argparse.ArgumentParser(prog="python -m tools.servers")
+    parser.add_argument("action", choices=("run", "flags"))
+    parser.add_argument("server", choices=SERVERS)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    args = parser.parse_args(argv)
+    if args.action == "flags":
+        print(shlex.join(SERVER_FLAGS[args.server]))
+        return
+    command = server_command(args.server, args.port, args.host)
+    print(shlex.join(command[1:]), flush=True)
+    os.execv(command[0], command)  # noqa: S606 (make run: the server becomes this process)
+
+
+if __name__ == "__main__":
+    main()
