@@ -15,6 +15,7 @@ import time
 from base64 import b64encode
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from playwright.sync_api import Page
@@ -231,12 +232,20 @@ def test_handshake_messages_and_limits(
     context = new_context(extra_http_headers={"X-Forwarded-For": "203.0.113.9"})
     page = context.new_page()
     # The browser's JavaScript cannot read handshake headers; Chromium's DevTools protocol can.
-    responses: list[dict[str, str]] = []
+    # The page's own panes open sockets too: keep each handshake with the URL it was for.
+    urls: dict[str, str] = {}
+    responses: list[tuple[str, dict[str, str]]] = []
     cdp = context.new_cdp_session(page)
+    cdp.on(
+        "Network.webSocketCreated", lambda event: urls.update({event["requestId"]: event["url"]})
+    )
     cdp.on(
         "Network.webSocketHandshakeResponseReceived",
         lambda event: responses.append(
-            {k.lower(): v for k, v in event["response"]["headers"].items()}
+            (
+                event["requestId"],
+                {k.lower(): v for k, v in event["response"]["headers"].items()},
+            )
         ),
     )
     cdp.send("Network.enable")
@@ -252,9 +261,10 @@ def test_handshake_messages_and_limits(
     result = run_socket(page, matrix_server, "/ws/sc/", ["", "after"], until="after")
     observed["empty messages"] = result["messages"]
     page.wait_for_function("() => true")  # let Playwright deliver the CDP event
-    assert len(responses) == 1
-    observed["accept headers"] = responses[0].get("x-showcase-consumer") == "SyncEchoConsumer"
-    extensions = responses[0].get("sec-websocket-extensions")
+    echo = [headers for rid, headers in responses if urlsplit(urls[rid]).path == "/ws/sc/"]
+    assert len(echo) == 1, (urls, responses)
+    observed["accept headers"] = echo[0].get("x-showcase-consumer") == "SyncEchoConsumer"
+    extensions = echo[0].get("sec-websocket-extensions")
     observed["permessage-deflate"] = extensions.split(";")[0].strip() if extensions else None
 
     result = run_socket(page, matrix_server, "/ws/probe/client/", until="*")

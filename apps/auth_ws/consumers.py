@@ -8,6 +8,7 @@ on any server process, reaches every one of them (signals.py).
 """
 
 import asyncio
+import contextlib
 import logging
 import os
 from importlib import import_module
@@ -54,6 +55,13 @@ def resume_after(scope: dict[str, Any]) -> int | None:
     return int(value)
 
 
+def _retrieve(task: asyncio.Task) -> None:
+    # A leave nobody waited for to the end (a shutdown gave up on it) must not be reported
+    # later as "Task exception was never retrieved", with a traceback.
+    if not task.cancelled():
+        task.exception()
+
+
 def user_group(user_id: Any) -> str:
     """The group holding every socket of one user, on every server process."""
     return f"auth_ws.user.{user_id}"
@@ -77,6 +85,7 @@ class LobbyConsumer(ChannelLayerOutageMixin, NoDatabaseMixin, AsyncJsonWebsocket
     # those: live messages from several processes may arrive out of id order, and each once.
     resumed_to = 0
     heartbeat: asyncio.Task | None = None
+    leaving: asyncio.Task | None = None
     presence: Presence
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -92,6 +101,11 @@ class LobbyConsumer(ChannelLayerOutageMixin, NoDatabaseMixin, AsyncJsonWebsocket
                 logger.info("lobby socket of %s closed with 4503: shutting down", self.username)
                 await self.close_unavailable()
                 await self.leave_within(SHUTDOWN_LEAVE_SECONDS)
+            elif self.leaving is not None and not self.leaving.done():
+                # The client left as the server stopped: the cancellation caught us leaving.
+                # Finish (bounded), or the entry would keep the user online until it expires.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(asyncio.shield(self.leaving), SHUTDOWN_LEAVE_SECONDS)
             raise
         finally:
             # A cancelled application never gets websocket.disconnect: without this its
@@ -249,6 +263,14 @@ class LobbyConsumer(ChannelLayerOutageMixin, NoDatabaseMixin, AsyncJsonWebsocket
         if self.heartbeat is not None and self.heartbeat is not asyncio.current_task():
             self.heartbeat.cancel()
             await asyncio.wait({self.heartbeat})  # its last refresh must not follow our removal
+        # A task of its own, shielded: cancelling this consumer (a server shutting down) must
+        # not stop it halfway, with the groups left or the presence entry still there.
+        self.leaving = asyncio.ensure_future(self.forget())
+        self.leaving.add_done_callback(_retrieve)
+        await asyncio.shield(self.leaving)
+
+    async def forget(self) -> None:
+        """Leave the groups and drop this socket's presence entry, telling the lobby."""
         await self.channel_layer.group_discard(LOBBY, self.channel_name)
         await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
         if await self.presence.leave(self.channel_name, self.username):

@@ -246,3 +246,31 @@ async def test_a_server_shutting_down_closes_4503_and_drops_presence_at_once(
     presence = await bob.receive_json_from(2)
     assert presence == {"type": "presence", "users": ["bob"]}
     await bob.disconnect()
+
+
+async def test_a_shutdown_that_catches_a_socket_leaving_still_drops_its_presence(
+    users: None, store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The client left as the server stopped: daphne cancels the consumer mid-leave."""
+    alice = await open_lobby("alice")
+    await until_presence(alice)
+    bob = await open_lobby("bob")
+    assert (await bob.receive_json_from(2))["users"] == ["alice", "bob"]
+    # Make the leave slow enough to be caught halfway by the cancellation.
+    leaving = asyncio.Event()
+    discard = get_channel_layer().group_discard
+
+    async def slow_discard(group: str, channel: str) -> None:
+        leaving.set()
+        await asyncio.sleep(0.2)
+        await discard(group, channel)
+
+    monkeypatch.setattr(get_channel_layer(), "group_discard", slow_discard)
+    await alice.send_input({"type": "websocket.disconnect", "code": 1001})
+    await asyncio.wait_for(leaving.wait(), 2)
+    alice.future.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await alice.future
+    presence = await bob.receive_json_from(3)
+    assert presence == {"type": "presence", "users": ["bob"]}
+    await bob.disconnect()
