@@ -196,6 +196,7 @@ LOGGING = {
     # channels-redis logs a traceback a second while Redis is unreachable: one line instead.
     "filters": {
         "client_error": {"()": "apps.core.log_filters.ClientErrorWithoutTraceback"},
+        "known_cancellation": {"()": "apps.core.log_filters.KnownCancellationWithoutTraceback"},
         "unreachable": {"()": "apps.core.outage.QuietWhenUnreachable"},
     },
     "handlers": {
@@ -211,6 +212,8 @@ LOGGING = {
         "daphne": {"level": "WARNING"},
         # uvicorn logs a client's invalid UTF-8 with a traceback of its own (log_filters.py).
         "uvicorn.error": {"filters": ["client_error"]},
+        # asyncio on Python 3.11 logs hypercorn's cancelled connections as errors (log_filters.py).
+        "asyncio": {"filters": ["known_cancellation"]},
     },
 }
 

@@ -8,8 +8,16 @@ should. Nothing failed on the server: the client broke the protocol, and daphne 
 answers the same frame with the same 1007 and no log line at all. A traceback in the server log
 must mean a bug to look at, so `ClientErrorWithoutTraceback` keeps that line (at INFO) and
 drops the traceback. settings.LOGGING attaches it to the `uvicorn.error` logger.
+
+`KnownCancellationWithoutTraceback` does the same for a CPython bug (python/cpython#113538,
+fixed in 3.12): asyncio on 3.11 logs "Exception in callback
+StreamReaderProtocol.connection_made.<locals>.callback" with a CancelledError traceback for every
+connection task a server cancels, which hypercorn does to its sockets when the grace after
+SIGTERM runs out. The cancellation is the server's own, on purpose; settings.LOGGING attaches
+the filter to the `asyncio` logger, and any other asyncio record keeps its traceback.
 """
 
+import asyncio
 import logging
 
 # Messages a server logs with a traceback although the cause is the client's input.
@@ -22,6 +30,25 @@ class ClientErrorWithoutTraceback(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         """Strip the traceback from the records named in CLIENT_ERRORS; pass everything."""
         if record.getMessage() in CLIENT_ERRORS:
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
+# What asyncio names the callback in python/cpython#113538's log record.
+CPYTHON_113538 = "StreamReaderProtocol.connection_made.<locals>.callback"
+
+
+class KnownCancellationWithoutTraceback(logging.Filter):
+    """Log CPython 3.11's report of a cancelled connection task as one INFO line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Strip the traceback from python/cpython#113538's records; pass everything."""
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, asyncio.CancelledError) and CPYTHON_113538 in record.getMessage():
+            record.msg = "a server cancelled a connection task (python/cpython#113538)"
+            record.args = ()
             record.exc_info = None
             record.exc_text = None
             record.levelno, record.levelname = logging.INFO, "INFO"
