@@ -83,6 +83,10 @@ def run(args: argparse.Namespace) -> None:
     except KeyboardInterrupt:
         print("\nstopping the cluster…", flush=True)
     finally:
+        # A second Ctrl-C (make passes its own on, impatient hands press twice) must not cut
+        # the stop short and leave processes behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         cluster.stop()
 
 
