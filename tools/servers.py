@@ -676,10 +676,13 @@ def start_cluster(
         # whoever uses the cluster next finds every program settled.
         for name in cluster.daphnes:
             cluster.wait_serving(name)
-    except Exception:
+    except BaseException as error:
+        # Ctrl-C while starting, too: nothing may be left running.
         if nginx is not None:
             nginx.stop()
         supervisor.stop(timeout=30)
+        if not isinstance(error, Exception):
+            raise
         raise RuntimeError(f"the cluster failed to start; see {run_dir}") from None
     return cluster
 
