@@ -60,18 +60,23 @@ def cluster_env(run_dir: Path, **overrides: str) -> dict[str, str]:
 def run(args: argparse.Namespace) -> None:
     """Start the cluster and keep it up until Ctrl-C (or SIGTERM); then stop all of it."""
     run_dir = args.run_dir.resolve()
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        # Once: a second Ctrl-C (make passes its own on, impatient hands press twice) must
+        # not cut the stop short and leave processes behind.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    # Installed explicitly, before anything starts (a Ctrl-C while starting stops what had
+    # started: start_cluster): a shell that starts us in the background makes us ignore SIGINT.
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
     env = cluster_env(run_dir)
     prepare(env)
     cluster = servers.start_cluster(
         args.workers, args.port, run_dir, env, tuple(shlex.split(args.daphne_args))
     )
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    # Installed explicitly: a shell that starts us in the background makes us ignore SIGINT.
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
     try:
         print(f"\nThe showcase: {cluster.http_url}/  (Ctrl-C stops everything)")
         print(f"nginx -> {args.workers} daphne processes; supervisord runs, in {run_dir}:")
@@ -83,9 +88,7 @@ def run(args: argparse.Namespace) -> None:
     except KeyboardInterrupt:
         print("\nstopping the cluster…", flush=True)
     finally:
-        # A second Ctrl-C (make passes its own on, impatient hands press twice) must not cut
-        # the stop short and leave processes behind.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a signal after the loop ended, too
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         cluster.stop()
 
@@ -114,4 +117,7 @@ def arguments() -> argparse.Namespace:
 
 if __name__ == "__main__":
     options = arguments()
-    restart(options) if options.action == "restart" else run(options)
+    try:
+        restart(options) if options.action == "restart" else run(options)
+    except KeyboardInterrupt:
+        sys.exit(130)  # Ctrl-C while starting: what had started is stopped (start_cluster)
