@@ -34,11 +34,13 @@ def _console_messages(page: Page, count: int) -> None:
 
 def echo(page: Page) -> None:
     """Connect the console to the page's JSON endpoint and send two commands."""
-    page.locator("[data-endpoint]").select_option(index=2)
-    page.get_by_role("button", name="Connect", exact=True).click()
+    # The main console; the side-by-side panes below it (sockets A and B) have their own.
+    console = page.get_by_role("region", name="Socket console")
+    console.locator("[data-endpoint]").select_option(index=2)
+    console.get_by_role("button", name="Connect", exact=True).click()
     page.wait_for_function("() => window.socketConsoles[0].ws?.readyState === 1")
-    page.get_by_role("button", name="echo", exact=True).click()
-    page.get_by_role("button", name="info (which thread?)").click()
+    console.get_by_role("button", name="echo", exact=True).click()
+    console.get_by_role("button", name="info (which thread?)").click()
     _console_messages(page, 2)
 
 
