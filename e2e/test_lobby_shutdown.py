@@ -116,10 +116,15 @@ def test_sigterm_closes_lobby_sockets_so_pages_come_back_and_presence_drops_them
         # without waiting for the browser's reply.
         assert closed["code"] == 1012
     elif closed["code"] == 1006:
-        # Daphne resets the TCP connection right after its closing handshake, and once in a
-        # long while Chromium loses the code to that reset (README, "What the browser and
-        # daphne really do"): then the server's log must show that 4503 was sent.
-        assert "lobby socket of alice closed with 4503" in stopping.log()
+        # Two honest ways to a 1006, each of which the server's log must show: Chromium lost
+        # the 4503 to the reset that ends daphne's closing handshake (README, "What the
+        # browser and daphne really do"), or daphne's shutdown dropped the connection before it
+        # cancelled the consumer, which could then only finish leaving the lobby.
+        log = stopping.log()
+        assert (
+            "lobby socket of alice closed with 4503" in log
+            or "lobby socket of alice was leaving as the server shut down" in log
+        ), log
     else:
         assert closed["code"] == 4503
     assert gone < PRESENCE_TTL / 2

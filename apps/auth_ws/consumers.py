@@ -102,8 +102,10 @@ class LobbyConsumer(ChannelLayerOutageMixin, NoDatabaseMixin, AsyncJsonWebsocket
                 await self.close_unavailable()
                 await self.leave_within(SHUTDOWN_LEAVE_SECONDS)
             elif self.leaving is not None and not self.leaving.done():
-                # The client left as the server stopped: the cancellation caught us leaving.
-                # Finish (bounded), or the entry would keep the user online until it expires.
+                # The socket was gone before the cancellation came (daphne's shutdown can drop
+                # it first): no 4503 can be sent, but the leave must finish (bounded), or the
+                # entry would keep the user online until it expires.
+                logger.info("lobby socket of %s was leaving as the server shut down", self.username)
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(asyncio.shield(self.leaving), SHUTDOWN_LEAVE_SECONDS)
             raise
@@ -260,17 +262,18 @@ class LobbyConsumer(ChannelLayerOutageMixin, NoDatabaseMixin, AsyncJsonWebsocket
         if not self.joined:
             return
         self.joined = False
-        if self.heartbeat is not None and self.heartbeat is not asyncio.current_task():
-            self.heartbeat.cancel()
-            await asyncio.wait({self.heartbeat})  # its last refresh must not follow our removal
-        # A task of its own, shielded: cancelling this consumer (a server shutting down) must
-        # not stop it halfway, with the groups left or the presence entry still there.
-        self.leaving = asyncio.ensure_future(self.forget())
+        # A task of its own, shielded: cancelling this consumer (a server shutting down, often
+        # just as its clients go) must not stop it halfway, with the presence entry still there.
+        stop_heartbeat = self.heartbeat is not None and self.heartbeat is not asyncio.current_task()
+        self.leaving = asyncio.ensure_future(self.forget(stop_heartbeat))
         self.leaving.add_done_callback(_retrieve)
         await asyncio.shield(self.leaving)
 
-    async def forget(self) -> None:
+    async def forget(self, stop_heartbeat: bool) -> None:
         """Leave the groups and drop this socket's presence entry, telling the lobby."""
+        if stop_heartbeat and self.heartbeat is not None:
+            self.heartbeat.cancel()
+            await asyncio.wait({self.heartbeat})  # its last refresh must not follow our removal
         await self.channel_layer.group_discard(LOBBY, self.channel_name)
         await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
         if await self.presence.leave(self.channel_name, self.username):
