@@ -262,18 +262,17 @@ class LobbyConsumer(ChannelLayerOutageMixin, NoDatabaseMixin, AsyncJsonWebsocket
         if not self.joined:
             return
         self.joined = False
-        # A task of its own, shielded: cancelling this consumer (a server shutting down, often
-        # just as its clients go) must not stop it halfway, with the presence entry still there.
-        stop_heartbeat = self.heartbeat is not None and self.heartbeat is not asyncio.current_task()
-        self.leaving = asyncio.ensure_future(self.forget(stop_heartbeat))
+        if self.heartbeat is not None and self.heartbeat is not asyncio.current_task():
+            self.heartbeat.cancel()
+            await asyncio.wait({self.heartbeat})  # its last refresh must not follow our removal
+        # A task of its own, shielded: cancelling this consumer (a server shutting down) must
+        # not stop it halfway, with the groups left or the presence entry still there.
+        self.leaving = asyncio.ensure_future(self.forget())
         self.leaving.add_done_callback(_retrieve)
         await asyncio.shield(self.leaving)
 
-    async def forget(self, stop_heartbeat: bool) -> None:
+    async def forget(self) -> None:
         """Leave the groups and drop this socket's presence entry, telling the lobby."""
-        if stop_heartbeat and self.heartbeat is not None:
-            self.heartbeat.cancel()
-            await asyncio.wait({self.heartbeat})  # its last refresh must not follow our removal
         await self.channel_layer.group_discard(LOBBY, self.channel_name)
         await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
         if await self.presence.leave(self.channel_name, self.username):
