@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from playwright.sync_api import BrowserContext, Playwright
 
 from e2e import artifacts
+from e2e.test_auth import PASSWORD
 from tools.servers import SERVERS, ServerProcess, server_env, start_daphne, start_worker
 from tools.servers import start_server as start_any_server
 
@@ -217,6 +220,26 @@ def start_server(
     yield start
     for server in started:
         _stop(server)
+
+
+@pytest.fixture
+def users() -> None:
+    """alice and bob, with the suite's password, in the test database the servers share."""
+    for name in ("alice", "bob"):
+        get_user_model().objects.create_user(name, password=PASSWORD)
+
+
+@pytest.fixture
+def empty_redis_db(redis_url: str) -> Callable[[int], str]:
+    """`empty_redis_db(n)`: the URL of database n of the session's redis-server, emptied."""
+
+    def empty(number: int) -> str:
+        url = redis_url.rsplit("/", 1)[0] + f"/{number}"
+        with redis.Redis.from_url(url) as client:
+            client.flushdb()
+        return url
+
+    return empty
 
 
 # ---------------------------------------------------------------------------- pages

@@ -10,7 +10,6 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import pytest
-from django.contrib.auth import get_user_model
 from playwright.sync_api import BrowserContext, Page, expect
 
 from e2e.console import Console, Record
@@ -21,12 +20,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 PASSWORD = "a long demo passphrase"
 IS_HELLO = "r.dataType === 'string' && JSON.parse(r.text).type === 'hello'"
-
-
-@pytest.fixture
-def users() -> None:
-    for name in ("alice", "bob"):
-        get_user_model().objects.create_user(name, password=PASSWORD)
 
 
 def log_in(page: Page, username: str, base: str = "") -> Console:

@@ -11,30 +11,19 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import redis
-from django.contrib.auth import get_user_model
 from playwright.sync_api import BrowserContext, Page, expect
 
 from e2e.console import Console
-from e2e.test_auth import PASSWORD, log_in
+from e2e.test_auth import log_in
 from tools.servers import ServerProcess, free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def users() -> None:
-    for name in ("alice", "bob"):
-        get_user_model().objects.create_user(name, password=PASSWORD)
-
-
-@pytest.fixture
-def lobby_env(redis_url: str) -> dict[str, str]:
+def lobby_env(empty_redis_db: Callable[[int], str]) -> dict[str, str]:
     """Database 6 of the session's redis-server, emptied: this test's history starts empty."""
-    url = redis_url.rsplit("/", 1)[0] + "/6"
-    with redis.Redis.from_url(url) as client:
-        client.flushdb()
-    return {"REDIS_URL": url, "PRESENCE_TTL": "3"}
+    return {"REDIS_URL": empty_redis_db(6), "PRESENCE_TTL": "3"}
 
 
 def shown(page: Page) -> list[tuple[int, str]]:

@@ -14,12 +14,10 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import redis
-from django.contrib.auth import get_user_model
 from playwright.sync_api import BrowserContext, Page, expect
 
 from e2e import artifacts
-from e2e.test_auth import PASSWORD, expect_online, log_in, online
+from e2e.test_auth import expect_online, log_in, online
 from tools.servers import ServerProcess, free_port, start_uvicorn
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -30,18 +28,9 @@ PRESENCE_TTL = 6
 
 
 @pytest.fixture
-def users() -> None:
-    for name in ("alice", "bob"):
-        get_user_model().objects.create_user(name, password=PASSWORD)
-
-
-@pytest.fixture
-def lobby_env(redis_url: str) -> dict[str, str]:
+def lobby_env(empty_redis_db: Callable[[int], str]) -> dict[str, str]:
     """Database 7 of the session's redis-server, emptied, and a short presence TTL."""
-    url = redis_url.rsplit("/", 1)[0] + "/7"
-    with redis.Redis.from_url(url) as client:
-        client.flushdb()
-    return {"REDIS_URL": url, "PRESENCE_TTL": str(PRESENCE_TTL)}
+    return {"REDIS_URL": empty_redis_db(7), "PRESENCE_TTL": str(PRESENCE_TTL)}
 
 
 @pytest.fixture

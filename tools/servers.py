@@ -338,26 +338,6 @@ def start_server(
     return _spawn(name or server, command, port, env or server_env())
 
 
-def start_hypercorn(
-    env: Mapping[str, str] | None = None,
-    port: int | None = None,
-    app: str = "config.asgi:application",
-    name: str = "hypercorn",
-) -> ServerProcess:
-    """Start hypercorn on 127.0.0.1 with `make run SERVER=hypercorn`'s settings."""
-    return start_server("hypercorn", env, port, app, name=name)
-
-
-def start_granian(
-    env: Mapping[str, str] | None = None,
-    port: int | None = None,
-    app: str = "config.asgi:application",
-    name: str = "granian",
-) -> ServerProcess:
-    """Start granian on 127.0.0.1 with `make run SERVER=granian`'s settings."""
-    return start_server("granian", env, port, app, name=name)
-
-
 def start_command(
     name: str, command: list[str], port: int, env: Mapping[str, str] | None = None
 ) -> ServerProcess:

@@ -14,7 +14,6 @@ from playwright.sync_api import BrowserContext, expect
 from e2e.cluster.conftest import PRESENCE_TTL
 from e2e.cluster.helpers import connect_on, hello, info, lobby_on, log_in_over_http
 from e2e.console import Console
-from e2e.test_auth import users  # noqa: F401
 from tools.servers import Cluster
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -41,7 +40,7 @@ def online(console: Console) -> list[str]:
 def test_kill_9_one_daphne_while_browsers_are_connected(
     new_context: Callable[..., BrowserContext],
     cluster: Cluster,
-    users: None,  # noqa: F811
+    users: None,
 ) -> None:
     victim, survivor = cluster.daphnes
     doomed, spared = cluster.pid(victim), cluster.pid(survivor)
@@ -94,7 +93,7 @@ def test_kill_9_one_daphne_while_browsers_are_connected(
 def test_rolling_restart_leaves_every_console_connected(
     new_context: Callable[..., BrowserContext],
     cluster: Cluster,
-    users: None,  # noqa: F811
+    users: None,
 ) -> None:
     before = [cluster.pid(name) for name in cluster.daphnes]
     consoles = [echo_console(new_context, pid) for pid in before]

@@ -18,7 +18,6 @@ from e2e.console import Console
 # Imported tests run here as they are, through nginx.
 from e2e.test_auth import (  # noqa: F401
     test_log_in_through_the_page_then_hello_and_presence,
-    users,
 )
 from e2e.test_endpoints import (  # noqa: F401
     test_json_envelopes_and_errors,
@@ -88,7 +87,7 @@ def test_scope_client_is_the_browsers_address_not_a_claimed_one(
 def test_two_users_on_different_processes_chat_and_logout_reaches_every_process(
     new_context: Callable[..., BrowserContext],
     cluster: Cluster,
-    users: None,  # noqa: F811
+    users: None,
 ) -> None:
     first, second = (cluster.pid(name) for name in cluster.daphnes)
     alice_context = new_context()
