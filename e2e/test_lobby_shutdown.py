@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
 from e2e import artifacts
-from e2e.test_auth import expect_online, log_in, online
+from e2e.auth import expect_online, log_in, online
 from tools.servers import ServerProcess, free_port, start_uvicorn
 
 pytestmark = pytest.mark.django_db(transaction=True)
