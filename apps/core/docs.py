@@ -3,15 +3,20 @@
 GitHub gives each heading an id: its text, lowercased, with everything but letters, digits,
 marks, spaces, hyphens and underscores dropped, and each space turned into a hyphen; a
 repeated id gets `-1`, `-2`, ... The link test and the pages that serve the guide both use
-this, so an `#anchor` means the same on GitHub and here.
+this, so an `#anchor` means the same on GitHub and here. The showcase serves the guide itself
+(`render`), rendered by Python-Markdown, with relative links rewritten to the served URLs.
 """
 
 import re
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
+from xml.etree import ElementTree as etree
 
+import markdown
 from django.conf import settings
+from markdown.treeprocessors import Treeprocessor
 
 FENCE = re.compile(r"^\s*(```|~~~)")
 HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
@@ -101,3 +106,83 @@ def link_targets(markdown: str) -> list[str]:
         prose = CODE_SPAN.sub("", line)
         targets += [m.group(2) for m in LINK.finditer(prose)]
     return targets
+
+
+# ---------------------------------------------------------------------------- serving the guide
+# /docs/ is README.md, /docs/<name>/ is docs/<name>.md, /docs/<path>.png an image under docs/.
+PAGE_NAME = re.compile(r"[a-z0-9-]+(?:/[a-z0-9-]+)*")
+FILE_NAME = re.compile(r"[a-z0-9_-]+(?:/[a-z0-9_-]+)*\.(?:png|svg|jpg)")
+
+
+def docs_dir() -> Path:
+    """docs/, resolved: nothing outside it is ever served."""
+    return (root() / "docs").resolve()
+
+
+def inside_docs(relative: str) -> Path | None:
+    """The existing file docs/<relative>, if it really is inside docs/ (links resolved)."""
+    path = (docs_dir() / relative).resolve()
+    return path if path.is_relative_to(docs_dir()) and path.is_file() else None
+
+
+def page_path(name: str) -> Path | None:
+    """The Markdown file served at /docs/<name>/ (README.md for ""), or None."""
+    if not name:
+        return root() / "README.md"
+    return inside_docs(f"{name}.md") if PAGE_NAME.fullmatch(name) else None
+
+
+def file_path(relative: str) -> Path | None:
+    """The image served at /docs/<relative>, or None."""
+    return inside_docs(relative) if FILE_NAME.fullmatch(relative) else None
+
+
+def served_url(target: str, source: Path) -> str:
+    """A link or image of `source` as the showcase serves it (off-site and code links unchanged)."""
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not parts.path:
+        return target
+    dest = (source.parent / unquote(parts.path)).resolve()
+    top = root().resolve()
+    if dest == top / "README.md":
+        url = "/docs/"
+    elif dest.is_relative_to(docs_dir()):
+        name = dest.relative_to(docs_dir()).as_posix()
+        url = f"/docs/{name.removesuffix('.md')}/" if name.endswith(".md") else f"/docs/{name}"
+    else:
+        return target
+    return url + (f"#{parts.fragment}" if parts.fragment else "")
+
+
+class ServedLinks(Treeprocessor):
+    """Rewrites the relative links and images of one page to the URLs the showcase serves."""
+
+    def __init__(self, md: markdown.Markdown, source: Path) -> None:
+        super().__init__(md)
+        self.source = source
+
+    def run(self, root: etree.Element) -> None:
+        """Rewrite every `<a href>` and `<img src>` in the rendered page."""
+        for element, attribute in (("a", "href"), ("img", "src")):
+            for found in root.iter(element):
+                if value := found.get(attribute):
+                    found.set(attribute, served_url(value, self.source))
+
+
+def title(path: Path) -> str:
+    """A guide page's title: the text of its first heading."""
+    found = headings(path.read_text())
+    return found[0][1] if found else path.stem
+
+
+def render(path: Path) -> tuple[str, str]:
+    """A guide page's title (its first heading) and its HTML, with GitHub's heading ids."""
+    text = path.read_text()
+    slugger = Slugger()
+    md = markdown.Markdown(
+        extensions=["tables", "fenced_code", "toc"],
+        extension_configs={"toc": {"slugify": lambda value, separator: slugger.slug(value)}},
+    )
+    # After the inline patterns (priority 20) have made the links.
+    md.treeprocessors.register(ServedLinks(md, path), "served_links", 1)
+    return title(path), md.convert(text)

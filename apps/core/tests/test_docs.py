@@ -1,11 +1,17 @@
-"""The guide's links: every relative link, image and #anchor in README.md and docs/ resolves."""
+"""
+The guide: every relative link, image and #anchor in README.md and docs/ resolves (as GitHub
+shows them), and the showcase serves the same pages at /docs/, each demo page linking to its own.
+"""
 
+import re
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from django.test import Client
+from django.urls import reverse
 
-from apps.core import docs
+from apps.core import docs, views
 
 
 def guide_files(root: Path) -> list[Path]:
@@ -97,3 +103,80 @@ def test_anchors_are_githubs(heading, anchor):
 
 def test_repeated_headings_are_numbered_like_github():
     assert docs.anchors("# A\n## A\n### A\n```\n# A\n```\n# B\n") == ["a", "a-1", "a-2", "b"]
+
+
+# ---------------------------------------------------------------------------- the served guide
+
+
+def served_pages() -> list[tuple[str, Path]]:
+    """Each guide page's URL and source: /docs/ is README.md, /docs/<name>/ docs/<name>.md."""
+    docs_dir = docs.root() / "docs"
+    return [("/docs/", docs.root() / "README.md")] + [
+        (f"/docs/{p.relative_to(docs_dir).with_suffix('').as_posix()}/", p)
+        for p in sorted(docs_dir.rglob("*.md"))
+    ]
+
+
+@pytest.mark.parametrize("demo", views.DEMOS, ids=lambda d: d.url_name)
+def test_every_demo_page_links_to_the_doc_that_explains_it(client: Client, demo) -> None:
+    html = client.get(reverse(demo.url_name)).content.decode()
+    title = docs.title(docs.page_path(demo.guide))
+    link = f'<a href="/docs/{demo.guide}/">Read the guide: {title}</a>'
+    assert link in html
+    page = client.get(f"/docs/{demo.guide}/")
+    assert page.status_code == 200
+    assert "<h1 id=" in page.content.decode()
+
+
+@pytest.mark.parametrize(("url", "source"), served_pages(), ids=lambda v: str(v))
+def test_every_guide_page_renders_with_githubs_heading_ids(
+    client: Client, url: str, source: Path
+) -> None:
+    response = client.get(url)
+    assert response.status_code == 200
+    html = response.content.decode()
+    ids = re.findall(r"<h[1-6] id=\"([^\"]*)\"", html)
+    assert ids == docs.anchors(source.read_text())
+    # Links between pages point at the served pages, never at a .md file.
+    assert not re.search(r"(href|src)=\"[^\":]*\.md[\"#]", html)
+
+
+def test_every_served_link_and_image_resolves(client: Client) -> None:
+    pages = {url: client.get(url).content.decode() for url, _ in served_pages()}
+    targets = set()
+    for html in pages.values():
+        targets |= set(re.findall(r"(?:href|src)=\"(/docs/[^\"]*)\"", html))
+    assert targets, "the guide links nothing?"
+    for target in sorted(targets):
+        path, _, fragment = target.partition("#")
+        response = client.get(path)
+        assert response.status_code == 200, target
+        if fragment:
+            assert f'id="{fragment}"' in pages[path], target
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/docs/nowhere/",
+        "/docs/README/",
+        "/docs/..%2Fconfig%2Fsettings/",
+        "/docs/..%2FREADME/",
+        "/docs/..%2F..%2Fetc%2Fpasswd/",
+        "/docs/upstream/..%2F..%2Fconfig%2Fsettings/",
+        "/docs/%2E%2E/config/settings/",
+        "/docs/..%2Fmanage.py",
+        "/docs/..%2F.venv%2Fbin%2Fpython.png",
+        "/docs/screenshots/nothing.png",
+        "/docs/styles.md",
+    ],
+)
+def test_unknown_pages_and_paths_outside_docs_are_404(client: Client, url: str) -> None:
+    assert client.get(url).status_code == 404
+
+
+def test_nothing_outside_docs_is_ever_a_page_or_a_file(tmp_path) -> None:
+    # Names that pass the URL patterns' shapes still resolve inside docs/ only.
+    assert docs.page_path("../config/settings") is None
+    assert docs.file_path("../static/favicon.png") is None
+    assert docs.page_path("styles") == docs.docs_dir() / "styles.md"
