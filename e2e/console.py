@@ -7,11 +7,14 @@ panes of /sync/ and /async/ are 1 and 2): its `records` (every event and call, w
 `readyStates` and its live `ws`, rather than on the text the page renders.
 """
 
+import re
 from typing import Any
 
 from playwright.sync_api import Page
 
 Record = dict[str, Any]
+
+CONNECT = re.compile(r"^Connect(, |$)")
 
 
 class Console:
@@ -107,7 +110,9 @@ class Console:
             [self.index, endpoint, subprotocol, journal, reconnect, binary_type],
         )
         since = self.mark()
-        self.root.get_by_role("button", name="Connect", exact=True).click()
+        # "Connect", or "Connect, Socket A" on a side-by-side pane (never "send() while
+        # CONNECTING").
+        self.root.get_by_role("button", name=CONNECT).click()
         if wait is None:
             return None
         return self.wait_for(wait, since)[0]

@@ -97,7 +97,7 @@ def test_a_note_saved_on_sync_shows_on_async(page: Page) -> None:
     a, _ = panes(page, "/sync/")
     a.root.get_by_label("Note").fill(text)
     since = a.mark()
-    a.root.get_by_role("button", name="note", exact=True).click()
+    a.root.get_by_role("button", name="note, Socket A", exact=True).click()
     saved = json.loads(a.wait_for("message", since)[0]["text"])
     assert (saved["type"], saved["text"], saved["via"]) == ("note", text, "orm")
 
@@ -107,7 +107,7 @@ def test_a_note_saved_on_sync_shows_on_async(page: Page) -> None:
         ("notes (database_sync_to_async)", "database_sync_to_async"),
     ):
         since = b.mark()
-        b.root.get_by_role("button", name=button, exact=True).click()
+        b.root.get_by_role("button", name=f"{button}, Socket B", exact=True).click()
         listed = json.loads(b.wait_for("message", since)[0]["text"])
         assert (listed["type"], listed["via"]) == ("notes", via)
         assert listed["notes"][0] == {k: saved[k] for k in ("id", "text", "author", "created")}
@@ -117,7 +117,7 @@ def test_notes_unsafe_answers_with_the_lesson(page: Page, daphne_server: ServerP
     log_size = len(daphne_server.log())
     a, _ = panes(page, "/async/")
     since = a.mark()
-    a.root.get_by_role("button", name="notes.unsafe", exact=True).click()
+    a.root.get_by_role("button", name="notes.unsafe, Socket A", exact=True).click()
     error = json.loads(a.wait_for("message", since)[0]["text"])
     assert (error["type"], error["code"]) == ("error", "synchronous_only_operation")
     assert "You cannot call this from an async context" in error["message"]

@@ -16,6 +16,7 @@ from xml.etree import ElementTree as etree
 
 import markdown
 from django.conf import settings
+from markdown.postprocessors import Postprocessor
 from markdown.treeprocessors import Treeprocessor
 
 FENCE = re.compile(r"^\s*(```|~~~)")
@@ -169,6 +170,21 @@ class ServedLinks(Treeprocessor):
                     found.set(attribute, served_url(value, self.source))
 
 
+class ScrollBoxes(Postprocessor):
+    """
+    Gives each code block and table a box of its own that scrolls sideways and that a
+    keyboard can reach (tabindex) to scroll it: on a phone, long lines and wide tables stay
+    inside their box instead of widening the page. A postprocessor, because fenced code
+    reaches the page as stashed HTML, never as a tree element.
+    """
+
+    def run(self, text: str) -> str:
+        """Make every `<pre>` focusable and wrap every `<table>` in a focusable scroll box."""
+        text = text.replace("<pre>", '<pre tabindex="0">')
+        text = text.replace("<table>", '<div class="table-scroll" tabindex="0"><table>')
+        return text.replace("</table>", "</table></div>")
+
+
 def title(path: Path) -> str:
     """A guide page's title: the text of its first heading."""
     found = headings(path.read_text())
@@ -185,4 +201,5 @@ def render(path: Path) -> tuple[str, str]:
     )
     # After the inline patterns (priority 20) have made the links.
     md.treeprocessors.register(ServedLinks(md, path), "served_links", 1)
+    md.postprocessors.register(ScrollBoxes(md), "scroll_boxes", 0)
     return title(path), md.convert(text)

@@ -105,7 +105,9 @@ class SocketConsole extends EventTarget {
       item.append(via);
     }
     log.append(item);
-    log.scrollTop = log.scrollHeight;
+    // The list sits in its scrolling box (role="log"): show the newest line.
+    const box = log.closest(".log");
+    box.scrollTop = box.scrollHeight;
   }
 
   summarize(r) {

@@ -94,7 +94,9 @@
     item.className = `chat-${kind}`;
     item.append(...parts);
     chatLog.append(item);
-    chatLog.scrollTop = chatLog.scrollHeight;
+    // The list sits in its scrolling box (role="log"): show the newest line.
+    const box = chatLog.closest(".log");
+    box.scrollTop = box.scrollHeight;
     return item;
   }
 

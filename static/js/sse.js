@@ -114,7 +114,9 @@
     renderVia(record);
     const log = el("stream-log");
     log.append(item);
-    log.scrollTop = log.scrollHeight;
+    // The list sits in its scrolling box (role="log"): show the newest line.
+    const box = log.closest(".log");
+    box.scrollTop = box.scrollHeight;
   }
 
   function renderVia(record) {

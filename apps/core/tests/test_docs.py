@@ -184,3 +184,15 @@ def test_nothing_outside_docs_is_ever_a_page_or_a_file(tmp_path) -> None:
     assert docs.page_path("../config/settings") is None
     assert docs.file_path("../static/favicon.png") is None
     assert docs.page_path("styles") == docs.docs_dir() / "styles.md"
+
+
+def test_code_and_tables_scroll_in_boxes_a_keyboard_can_reach(tmp_path) -> None:
+    page = tmp_path / "page.md"
+    fenced, indented = "```sh\nmake run\n```", "    indented"
+    table = "| a | b |\n| - | - |\n| 1 | 2 |"
+    page.write_text(f"# T\n\n{fenced}\n\n{indented}\n\n{table}\n")
+    html = docs.render(page)[1]
+    # Fenced and indented code alike: a phone scrolls the box, not the page.
+    assert html.count('<pre tabindex="0">') == 2
+    assert "<pre>" not in html
+    assert re.search(r'<div class="table-scroll" tabindex="0"><table>.*</table></div>', html, re.S)
