@@ -1,9 +1,12 @@
 """
 What every page owes every visitor, checked on the page as loaded: axe-core's WCAG 2.1 A/AA
 and best-practice rules (the engine axe-playwright-python bundles; no rule of ours), no
-sideways scrolling, no id used twice, and a focus indicator a keyboard user can see.
+sideways scrolling, no id used twice, no two controls of one role with one name, and a focus
+indicator a keyboard user can see.
 """
 
+import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,6 +128,36 @@ def duplicate_ids(page: Page) -> dict[str, int]:
     )
 
 
+# Roles whose name is how a screen-reader user tells one control (or log) from another.
+CONTROL_ROLES = [
+    "button",
+    "checkbox",
+    "combobox",
+    "listbox",
+    "log",
+    "radio",
+    "searchbox",
+    "slider",
+    "spinbutton",
+    "switch",
+    "textbox",
+]
+ARIA_LINE = re.compile(r'^\s*- (\w+) "((?:[^"\\]|\\.)*)"')
+
+
+def repeated_names(page: Page) -> dict[str, int]:
+    """
+    Each control (or log) that shares its role and name with another on the page, as
+    `role "name"`, with how many share it: a screen reader announces them all alike.
+    """
+    seen = Counter(
+        f'{match[1]} "{match[2]}"'
+        for line in page.locator("body").aria_snapshot().splitlines()
+        if (match := ARIA_LINE.match(line)) and match[1] in CONTROL_ROLES
+    )
+    return {control: n for control, n in seen.items() if n > 1}
+
+
 def open_details(page: Page) -> None:
     """Open every <details>, so what a visitor can expand is checked too."""
     page.evaluate("() => document.querySelectorAll('details').forEach((d) => { d.open = true; })")
@@ -137,6 +170,7 @@ def audit(page: Page, all_code: bool = False) -> list[str]:
     if wide := overflow(page):
         problems.append(f"sideways scrolling: {wide}")
     problems += [f"id {id_!r} appears {n} times" for id_, n in duplicate_ids(page).items()]
+    problems += [f"{n} controls named {control}" for control, n in repeated_names(page).items()]
     return problems
 
 

@@ -95,7 +95,7 @@ def test_block_one_pane_and_watch_the_other_pane_echo(
 def test_a_note_saved_on_sync_shows_on_async(page: Page) -> None:
     text = f"from /sync/ {uuid.uuid4().hex[:8]}"
     a, _ = panes(page, "/sync/")
-    a.root.get_by_label("Note").fill(text)
+    a.root.get_by_role("textbox", name="Socket A Note").fill(text)
     since = a.mark()
     a.root.get_by_role("button", name="note, Socket A", exact=True).click()
     saved = json.loads(a.wait_for("message", since)[0]["text"])
