@@ -1,0 +1,177 @@
+"""
+What each browser engine does: the tables docs/browsers.md shows, asserted cell by cell.
+
+`EXPECTED` (engine x behaviour, on daphne) is asserted by e2e/test_engines.py, `SERVER_EXPECTED`
+(behaviour x server x engine) by e2e/test_engines_servers.py. `markdown()` renders both for the
+doc, and e2e/test_browsers_doc.py checks that the doc shows exactly that, so the page and the
+tests cannot drift apart. `python -m e2e.browsers` prints the tables.
+"""
+
+from typing import Any
+
+ENGINE_NAMES = {"chromium": "Chromium", "firefox": "Firefox ESR", "webkit": "WebKitGTK"}
+ENGINES = tuple(ENGINE_NAMES)
+SERVERS = ("daphne", "uvicorn", "hypercorn", "granian")
+
+
+class Race(frozenset):
+    """A cell with more than one outcome: which one the browser sees depends on timing."""
+
+
+def same(value: Any) -> dict[str, Any]:
+    """A row where every engine agrees."""
+    return dict.fromkeys(ENGINES, value)
+
+
+BOTH = ["onopen", "addEventListener"]
+
+# row -> (what the row shows, {engine: cell}). Observed on the session's daphne.
+EXPECTED: dict[str, tuple[str, dict[str, Any]]] = {
+    "on… and addEventListener": (
+        "which handlers saw open, message and close (the `on…` property and addEventListener)",
+        same((BOTH, ["onmessage", "addEventListener"], ["onclose", "addEventListener"])),
+    ),
+    "readyState": (
+        "readyState over a socket's life; readyState right after `close()`",
+        same(([0, 1, 2, 3], 2)),
+    ),
+    "binaryType": (
+        "`binaryType` of a new socket; what a binary message arrives as with "
+        '`"blob"`, with `"arraybuffer"`',
+        same(("blob", "Blob", "ArrayBuffer")),
+    ),
+    "bufferedAmount": (
+        "`bufferedAmount` before and right after `send()` of 200,000 bytes (then it drains to 0)",
+        same((0, 200000)),
+    ),
+    "send() while CONNECTING": (
+        "what `send()` throws while CONNECTING (a probe socket; the console's own socket)",
+        same(("InvalidStateError", "InvalidStateError")),
+    ),
+    "send() after close": (
+        "`send()` on a CLOSED socket: what it throws; how much `bufferedAmount` grows "
+        '(13 bytes sent: "into the void")',
+        {"chromium": (None, 13), "firefox": (None, 13), "webkit": (None, 19)},
+    ),
+    "close(code) refused": (
+        "what `close(1001)` throws; what `close()` throws for 999, 1001, 1005, 1006, 2999, 5000",
+        same(("InvalidAccessError", ["InvalidAccessError"])),
+    ),
+    "close(code, reason > 123 bytes)": (
+        "what `close()` throws for a 124-byte reason (the probe; the console's socket)",
+        same(("SyntaxError", "SyntaxError")),
+    ),
+    "close(4999, 123-byte reason)": (
+        "the code the consumer receives after `close(4999, <123 bytes>)`: allowed",
+        same(4999),
+    ),
+    "nothing listening": (
+        "a socket to a port nothing listens on: events in order; (code, wasClean); "
+        "the handlers that saw the close",
+        same(("error → close", (1006, False), ["onclose", "addEventListener"])),
+    ),
+    "HTTP 403": (
+        "a handshake the server refuses (HTTP 403, /ws/auth/strict/): the same",
+        same(("error → close", (1006, False), ["onclose", "addEventListener"])),
+    ),
+    "4401 from daphne": (
+        "/ws/auth/ anonymous on daphne: accepted, then closed 4401 with a reason: "
+        "(code, reason, wasClean) the page sees",
+        {
+            "chromium": ("open → close", (4401, "", False)),
+            "firefox": ("open → close", (4401, "", True)),
+            "webkit": ("open → error → close", (4401, "", False)),
+        },
+    ),
+    "EventSource events": (
+        "EventSource: handlers of an unnamed event; of a named one (`event: hello`); "
+        "readyState after the constructor, while open, after `close()`",
+        same((["onmessage", "addEventListener"], ["addEventListener"], (0, 1, 2))),
+    ),
+    "EventSource reconnects": (
+        "EventSource when each response ends after 3 events: `Last-Event-ID` the server got "
+        "on each connection; readyState at each `error`; handlers of `error`",
+        same(([None, 3, 6], [0, 0], ["onerror", "addEventListener"])),
+    ),
+    "EventSource on HTTP 403": (
+        "EventSource answered 403: readyState at `error`; everything it reported (no retry)",
+        same((2, ["new", "error"])),
+    ),
+}
+
+# row -> (what the row shows, {server: {engine: cell}}). Observed by the engines on each server.
+SERVER_EXPECTED: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {}
+
+
+def cell(row: str, engine: str, server: str | None = None) -> Any:
+    """The expected cell of an engine (on a server, for SERVER_EXPECTED's rows)."""
+    if server is None:
+        return EXPECTED[row][1][engine]
+    return SERVER_EXPECTED[row][1][server][engine]
+
+
+def column(engine: str, observed: dict[str, Any], server: str | None = None) -> dict[str, Any]:
+    """
+    The expected cells for the rows a test observed, for one diff of them all. A `Race` cell
+    accepts any of its outcomes.
+    """
+    expected = {}
+    for row, value in observed.items():
+        wanted = cell(row, engine, server)
+        expected[row] = value if isinstance(wanted, Race) and value in wanted else wanted
+    return expected
+
+
+# ---------------------------------------------------------------------------- the doc
+
+
+def show(value: Any) -> str:
+    """A cell as the doc prints it."""
+    if isinstance(value, Race):
+        return " or ".join(sorted(show(v) for v in value))
+    if isinstance(value, tuple):
+        return "; ".join(show(v) for v in value)
+    if isinstance(value, list):
+        return "[" + ", ".join(show(v) for v in value) + "]"
+    if value is None:
+        return "none"
+    if isinstance(value, str):
+        return f'"{value}"' if value == "" else value
+    return str(value)
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+def engine_table() -> str:
+    """EXPECTED as a Markdown table: a row per behaviour, a column per engine."""
+    lines = [_row(["behaviour", *ENGINE_NAMES.values()]), _row(["---"] * (len(ENGINES) + 1))]
+    for description, cells in EXPECTED.values():
+        values = [show(cells[engine]) for engine in ENGINES]
+        if len(set(values)) == 1:  # every engine agrees: say so once
+            values = [f"{values[0]} (all three)", "", ""]
+        lines.append(_row([description, *values]))
+    return "\n".join(lines)
+
+
+def server_table() -> str:
+    """SERVER_EXPECTED as a Markdown table: a row per behaviour and server, a column per engine."""
+    lines = [
+        _row(["behaviour", "server", *ENGINE_NAMES.values()]),
+        _row(["---"] * (len(ENGINES) + 2)),
+    ]
+    for description, servers in SERVER_EXPECTED.values():
+        for n, server in enumerate(SERVERS):
+            values = [show(servers[server][engine]) for engine in ENGINES]
+            lines.append(_row([description if n == 0 else "", server, *values]))
+    return "\n".join(lines)
+
+
+def markdown() -> str:
+    """Both tables, as docs/browsers.md holds them between its table markers."""
+    return engine_table() + "\n\n" + server_table()
+
+
+if __name__ == "__main__":
+    print(markdown())
