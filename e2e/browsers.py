@@ -100,7 +100,64 @@ EXPECTED: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 # row -> (what the row shows, {server: {engine: cell}}). Observed by the engines on each server.
-SERVER_EXPECTED: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {}
+SERVER_EXPECTED: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
+    "extensions": (
+        "`ws.extensions` once open (every engine offers permessage-deflate)",
+        {
+            "daphne": same(""),
+            "uvicorn": same(""),
+            "hypercorn": same("permessage-deflate"),
+            "granian": same(""),
+        },
+    ),
+    "close()": (
+        "the page's bare `close()`: (code, reason, wasClean) of its close event",
+        {
+            "daphne": same((1000, "", True)),
+            "uvicorn": same((1005, "", True)),
+            "hypercorn": same((1005, "", True)),
+            "granian": same((1005, "", True)),
+        },
+    ),
+    "close(4321, reason)": (
+        '`close(4321, "bye ✓")`: (code, reason, wasClean)',
+        {
+            "daphne": same((1000, "", True)),
+            "uvicorn": same((4321, "bye ✓", True)),
+            "hypercorn": same((4321, "bye ✓", True)),
+            "granian": same((4321, "bye ✓", True)),
+        },
+    ),
+    "server close": (
+        'the consumer closes 4000 "server says bye": (code, reason, wasClean)',
+        {
+            "daphne": same((4000, "", False)),
+            "uvicorn": same((4000, "server says bye", True)),
+            "hypercorn": same((4000, "server says bye", True)),
+            "granian": same(
+                Race({(4000, "server says bye", False), (4000, "server says bye", True)})
+            ),
+        },
+    ),
+    "600 KiB": (
+        "a 600 KiB message, over the server's 512 KiB cap: (code, wasClean)",
+        {
+            "daphne": same((1006, False)),
+            "uvicorn": same(Race({(1009, True), (1006, False)})),
+            "hypercorn": same((1009, True)),
+            "granian": same((4009, True)),
+        },
+    ),
+    "SIGTERM": (
+        "SIGTERM to the server with the socket open: (code, wasClean)",
+        {
+            "daphne": same((1006, False)),
+            "uvicorn": same(Race({(1012, True), (1012, False)})),
+            "hypercorn": same((1011, True)),
+            "granian": same((1006, False)),
+        },
+    ),
+}
 
 
 def cell(row: str, engine: str, server: str | None = None) -> Any:

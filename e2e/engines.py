@@ -458,7 +458,10 @@ def launch_firefox() -> Launched:
     """Firefox ESR, headless, on a fresh profile in a temporary directory (marionette_driver)."""
     binary = os.environ.get("SHOWCASE_FIREFOX") or _which(*FIREFOXES)
     try:
-        from marionette_driver.marionette import Marionette
+        with warnings.catch_warnings():
+            # mozinfo and mozrunner import what Python deprecates (distro's old call, telnetlib).
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from marionette_driver.marionette import Marionette
     except ImportError:
         binary = None
     if not binary:
