@@ -75,8 +75,8 @@ EXPECTED: dict[str, tuple[str, dict[str, Any]]] = {
         same(("error → close", (1006, False), ["onclose", "addEventListener"])),
     ),
     "4401 from daphne": (
-        "/ws/auth/ anonymous on daphne: accepted, then closed 4401 with a reason: "
-        "(code, reason, wasClean) the page sees",
+        "/ws/auth/ anonymous on daphne (accepted, then closed 4401 with a reason, then daphne's "
+        "TCP reset): the events in order; (code, reason, wasClean)",
         {
             "chromium": ("open → close", (4401, "", False)),
             "firefox": ("open → close", (4401, "", True)),
@@ -102,11 +102,16 @@ EXPECTED: dict[str, tuple[str, dict[str, Any]]] = {
 # row -> (what the row shows, {server: {engine: cell}}). Observed by the engines on each server.
 SERVER_EXPECTED: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     "extensions": (
-        "`ws.extensions` once open (every engine offers permessage-deflate)",
+        "`ws.extensions` once open (each engine offers permessage-deflate; Firefox without "
+        "`client_max_window_bits`)",
         {
             "daphne": same(""),
             "uvicorn": same(""),
-            "hypercorn": same("permessage-deflate"),
+            "hypercorn": {
+                "chromium": "permessage-deflate; client_max_window_bits=15",
+                "firefox": "permessage-deflate",
+                "webkit": "permessage-deflate; client_max_window_bits=15",
+            },
             "granian": same(""),
         },
     ),
@@ -131,29 +136,49 @@ SERVER_EXPECTED: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
     "server close": (
         'the consumer closes 4000 "server says bye": (code, reason, wasClean)',
         {
-            "daphne": same((4000, "", False)),
+            "daphne": {
+                "chromium": (4000, "", False),
+                "firefox": (4000, "", True),
+                "webkit": (4000, "", False),
+            },
             "uvicorn": same((4000, "server says bye", True)),
             "hypercorn": same((4000, "server says bye", True)),
-            "granian": same(
-                Race({(4000, "server says bye", False), (4000, "server says bye", True)})
-            ),
+            "granian": {
+                "chromium": Race(
+                    {(4000, "server says bye", False), (4000, "server says bye", True)}
+                ),
+                "firefox": (4000, "server says bye", False),
+                "webkit": Race({(4000, "server says bye", False), (4000, "server says bye", True)}),
+            },
         },
     ),
     "600 KiB": (
         "a 600 KiB message, over the server's 512 KiB cap: (code, wasClean)",
         {
             "daphne": same((1006, False)),
-            "uvicorn": same(Race({(1009, True), (1006, False)})),
+            "uvicorn": {
+                "chromium": Race({(1009, True), (1006, False)}),
+                "firefox": Race({(1009, False), (1006, False)}),
+                "webkit": (1006, False),
+            },
             "hypercorn": same((1009, True)),
-            "granian": same((4009, True)),
+            "granian": {"chromium": (4009, True), "firefox": (4009, False), "webkit": (4009, True)},
         },
     ),
     "SIGTERM": (
         "SIGTERM to the server with the socket open: (code, wasClean)",
         {
             "daphne": same((1006, False)),
-            "uvicorn": same(Race({(1012, True), (1012, False)})),
-            "hypercorn": same((1011, True)),
+            "uvicorn": {
+                "chromium": Race({(1012, True), (1012, False)}),
+                "firefox": Race({(1012, True), (1012, False)}),
+                "webkit": (1006, False),
+            },
+            "hypercorn": {
+                "chromium": (1011, True),
+                "firefox": (1011, False),
+                "webkit": (1011, True),
+            },
             "granian": same((1006, False)),
         },
     ),
@@ -182,18 +207,22 @@ def column(engine: str, observed: dict[str, Any], server: str | None = None) -> 
 # ---------------------------------------------------------------------------- the doc
 
 
-def show(value: Any) -> str:
-    """A cell as the doc prints it."""
+def show(value: Any, nested: bool = False) -> str:
+    """A cell as the doc prints it: a tuple's parts split by ";", JavaScript's true and false."""
     if isinstance(value, Race):
-        return " or ".join(sorted(show(v) for v in value))
+        return " or ".join(sorted(show(v, True) for v in value))
     if isinstance(value, tuple):
-        return "; ".join(show(v) for v in value)
+        if nested:
+            return "(" + ", ".join(show(v, True) for v in value) + ")"
+        return "; ".join(show(v, True) for v in value)
     if isinstance(value, list):
-        return "[" + ", ".join(show(v) for v in value) + "]"
+        return "[" + ", ".join(show(v, True) for v in value) + "]"
+    if isinstance(value, bool):
+        return str(value).lower()
     if value is None:
         return "none"
-    if isinstance(value, str):
-        return f'"{value}"' if value == "" else value
+    if value == "":
+        return '""'
     return str(value)
 
 
@@ -201,14 +230,18 @@ def _row(cells: list[str]) -> str:
     return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
 
 
+def _cells(cells: dict[str, Any]) -> list[str]:
+    """An engine's cell, or "same" where it equals Chromium's: the differences stand out."""
+    first = show(cells[ENGINES[0]])
+    rest = [show(cells[engine]) for engine in ENGINES[1:]]
+    return [first, *("same" if value == first else f"**{value}**" for value in rest)]
+
+
 def engine_table() -> str:
     """EXPECTED as a Markdown table: a row per behaviour, a column per engine."""
     lines = [_row(["behaviour", *ENGINE_NAMES.values()]), _row(["---"] * (len(ENGINES) + 1))]
     for description, cells in EXPECTED.values():
-        values = [show(cells[engine]) for engine in ENGINES]
-        if len(set(values)) == 1:  # every engine agrees: say so once
-            values = [f"{values[0]} (all three)", "", ""]
-        lines.append(_row([description, *values]))
+        lines.append(_row([description, *_cells(cells)]))
     return "\n".join(lines)
 
 
@@ -220,8 +253,7 @@ def server_table() -> str:
     ]
     for description, servers in SERVER_EXPECTED.values():
         for n, server in enumerate(SERVERS):
-            values = [show(servers[server][engine]) for engine in ENGINES]
-            lines.append(_row([description if n == 0 else "", server, *values]))
+            lines.append(_row([description if n == 0 else "", server, *_cells(servers[server])]))
     return "\n".join(lines)
 
 

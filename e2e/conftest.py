@@ -405,12 +405,20 @@ def new_tracebacks(start: dict[Path, int]) -> list[str]:
 LOG_CHECKED: dict[Path, int] = {}
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Fail the session if a server logged a traceback after the last test (e.g. stopping)."""
+@pytest.fixture(scope="session", autouse=True)
+def _no_traceback_after_the_last_test() -> Iterator[None]:
+    """
+    Fail the run if a server logged a traceback after the last test (e.g. while stopping).
+    Set up before, so torn down after, every server fixture; a failure here is reported on the
+    last test, which pytest-xdist passes on (it ignores a worker's own exit status).
+    """
+    yield
     found = new_tracebacks(dict(LOG_CHECKED))
     if found:
-        print("\nA server logged a traceback after the tests:\n\n" + "\n\n".join(found))
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        pytest.fail(
+            "a server logged a traceback after the tests:\n\n" + "\n\n".join(found),
+            pytrace=False,
+        )
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -468,7 +468,12 @@ def launch_firefox() -> Launched:
         raise EngineMissing(INSTALL["firefox"])
     # mozversion logs the build's metadata at INFO on every launch.
     logging.getLogger("mozversion").setLevel(logging.WARNING)
-    marionette = Marionette(host="127.0.0.1", port=0, bin=binary, headless=True)
+    from tools.servers import ARTIFACTS
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    # Firefox's own output goes to a log beside the servers' (not gecko.log in the cwd).
+    log = ARTIFACTS / f"firefox-{os.getpid()}.log"
+    marionette = Marionette(host="127.0.0.1", port=0, bin=binary, headless=True, gecko_log=str(log))
     marionette.start_session()
 
     def stop() -> None:

@@ -12,10 +12,10 @@ from collections.abc import Callable
 
 import pytest
 
-from e2e.browsers import column
+from e2e.browsers import ENGINE_NAMES, column
 from e2e.console import Console
 from e2e.engines import EnginePage
-from tools.servers import free_port
+from tools.servers import ARTIFACTS, free_port
 
 ECHO = "/ws/sc/generic/"
 EVENTS = ("open", "message", "error", "close")
@@ -30,6 +30,19 @@ def console(engine_page: EnginePage) -> Console:
 def assert_cells(engine: str, observed: dict) -> None:
     """Every observed cell equals the table's (a Race cell: any of its outcomes)."""
     assert observed == column(engine, observed)
+
+
+def test_each_engine_says_which_it_is(engine_page: EnginePage) -> None:
+    # The versions docs/browsers.md names are read from the browsers here, each run; the file
+    # is what a person copies into the doc after a run on new engines.
+    engine_page.goto("/")
+    agent = engine_page.evaluate("() => navigator.userAgent")
+    assert engine_page.version not in ("", "?")
+    marker = {"chromium": "Chrome/", "firefox": "Firefox/", "webkit": "AppleWebKit/"}
+    assert marker[engine_page.engine] in agent
+    found = ARTIFACTS / "engines" / f"{engine_page.engine}.txt"
+    found.parent.mkdir(parents=True, exist_ok=True)
+    found.write_text(f"{ENGINE_NAMES[engine_page.engine]} {engine_page.version}\n{agent}\n")
 
 
 # ---------------------------------------------------------------------------- WebSocket

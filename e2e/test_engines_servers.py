@@ -45,7 +45,6 @@ def test_closes_and_limits(engine_page: EnginePage, matrix_server: ServerProcess
     result = run_socket(engine_page, matrix_server, ECHO, [{"repeat": 600 * 1024}])
     assert result["opened"] and result["messages"] == []
     observed["600 KiB"] = (result["close"]["code"], result["close"]["wasClean"])
-    print(matrix_server.name, engine_page.engine, observed)
     assert observed == column(engine_page.engine, observed, matrix_server.name)
 
 
@@ -78,7 +77,6 @@ def test_sigterm_in_every_engine(
             close = console.wait_for("close", marks[engine], timeout=15_000)[0]
             observed[engine] = (close["code"], close["wasClean"])
             expected[engine] = column(engine, {"SIGTERM": observed[engine]}, name)["SIGTERM"]
-        print(name, "SIGTERM", observed)
         assert observed == expected
         own.process.wait(15)
         assert own.tracebacks() == []
