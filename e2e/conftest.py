@@ -64,7 +64,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     and a rollback in this process would not. A test's own django_db marker wins.
 
     Tests in Firefox or WebKit go to one process (`--dist loadgroup`): each of those browsers
-    then starts once for the run, while Chromium's tests spread over every process.
+    then starts once for the run. The other server-matrix tests go to one process too, so the
+    four servers start once more, not once per process. The rest spread over every process.
     """
     for item in items:
         names = getattr(item, "fixturenames", ())
@@ -75,6 +76,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         engine = callspec.params.get("engine_page") if callspec else None
         if engine in LAUNCHERS or ("engines" in names and engine is None):
             item.add_marker(pytest.mark.xdist_group("engines"))
+        elif "matrix_server" in names:
+            item.add_marker(pytest.mark.xdist_group("matrix"))
 
 
 # ---------------------------------------------------------------------------- the browser

@@ -477,14 +477,18 @@ def launch_firefox() -> Launched:
     marionette.start_session()
 
     def stop() -> None:
-        profile = getattr(getattr(marionette.instance, "runner", None), "profile", None)
+        instance = marionette.instance
+        used = instance.profile
         try:
             marionette.delete_session()
         finally:
             marionette.cleanup()  # stops Firefox, removes the profile
-            if profile is not None:
-                # Removed already: its finaliser would try again at interpreter exit.
-                profile.restore = False
+            # Closing gives the instance a new empty profile directory; remove it too. Neither
+            # finaliser may try again at interpreter exit (it fails noisily then).
+            for profile in (used, instance.profile):
+                if profile is not None:
+                    profile.cleanup()
+                    profile.restore = False
 
     return Launched(FirefoxPage(marionette), stop)
 
