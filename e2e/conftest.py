@@ -22,8 +22,8 @@ from django.contrib.auth import get_user_model
 from playwright.sync_api import BrowserContext, Playwright
 
 from e2e import artifacts
+from e2e.auth import PASSWORD
 from e2e.engines import ENGINES, LAUNCHERS, EngineMissing, EnginePage, PlaywrightPage
-from e2e.test_auth import PASSWORD
 from tools.servers import SERVERS, ServerProcess, server_env, start_daphne, start_worker
 from tools.servers import start_server as start_any_server
 
@@ -65,7 +65,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
     Tests in Firefox or WebKit go to one process (`--dist loadgroup`): each of those browsers
     then starts once for the run. The other server-matrix tests go to one process too, so the
-    four servers start once more, not once per process. The rest spread over every process.
+    four servers start once more, not once per process; so do the tests through the cluster.
+    The rest spread over every process.
     """
     for item in items:
         names = getattr(item, "fixturenames", ())
@@ -78,6 +79,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xdist_group("engines"))
         elif "matrix_server" in names:
             item.add_marker(pytest.mark.xdist_group("matrix"))
+        elif "cluster" in names:
+            item.add_marker(pytest.mark.xdist_group("cluster"))
 
 
 # ---------------------------------------------------------------------------- the browser
