@@ -20,6 +20,7 @@ errors and unhandled rejections (`ERRORS_HOOK_JS`).
 import logging
 import os
 import shutil
+import time
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -110,17 +111,22 @@ Promise.resolve().then(() => (%s)(arg)).then(
 );
 """
 
-# Polls a condition in the page until it is truthy, in one driver round trip.
-POLL_JS = """async ([arg, timeout, interval]) => {
+# Polls a condition in the page until it is truthy or `budget` ms have passed (then null).
+POLL_JS = """async ([arg, budget, interval]) => {
   const condition = (%s);
-  const deadline = performance.now() + timeout;
+  const deadline = performance.now() + budget;
   for (;;) {
     const value = await condition(arg);
     if (value) return value;
-    if (performance.now() > deadline) throw new Error(`not true within ${timeout} ms`);
+    if (performance.now() > deadline) return null;
     await new Promise((resolve) => setTimeout(resolve, interval));
   }
 }"""
+# How long one round trip of `wait_for` polls in the page, and how much longer the driver waits
+# for its answer: a navigation ends the script without an answer (WebKit says so at once,
+# Marionette only when the script times out), and the next round trip asks the new document.
+POLL_ROUND_MS = 500
+POLL_GRACE_MS = 2000
 
 Scope = tuple[str, int] | None
 
@@ -296,11 +302,31 @@ class WebDriverPage(EnginePage):
             raise PageError(f"{self.engine}: {result['error']}")
         return result["value"]
 
+    # The driver's errors for a script the page's navigation ended.
+    interrupted: tuple[type[Exception], ...] = ()
+
     def wait_for(
         self, source: str, arg: Any = None, timeout: float = TIMEOUT_MS, interval: float = 20
     ) -> Any:
-        """Poll the condition in the page (one round trip), as Playwright's wait_for_function."""
-        return self.evaluate(POLL_JS % source, [arg, timeout, interval], timeout=timeout)
+        """
+        Poll the condition in the page, as Playwright's wait_for_function does, in rounds of
+        POLL_ROUND_MS, so that it goes on in the next document when the page navigates.
+        """
+        deadline = time.monotonic() + timeout / 1000
+        interruption = ""
+        while True:
+            budget = max(0.0, min(POLL_ROUND_MS, (deadline - time.monotonic()) * 1000))
+            script = RUN_ASYNC_JS % (POLL_JS % source)
+            try:
+                result = self._run_async(script, [arg, budget, interval], budget + POLL_GRACE_MS)
+            except self.interrupted as error:
+                result, interruption = None, f" (last round ended by: {error})"
+            if result and "error" in result:
+                raise PageError(f"{self.engine}: {result['error']}")
+            if result and result["value"]:
+                return result["value"]
+            if time.monotonic() >= deadline:
+                raise PageError(f"{self.engine}: not true within {timeout:.0f} ms{interruption}")
 
     def goto(self, url: str) -> None:
         """Keep the last document's errors, load the URL, hook the new document's errors."""
@@ -379,14 +405,21 @@ class FirefoxPage(WebDriverPage):
     """Firefox over Marionette: Mozilla's own remote protocol, no geckodriver in between."""
 
     def __init__(self, marionette: Any) -> None:
+        from marionette_driver import errors
+
         self.marionette = marionette
+        self.interrupted = (errors.ScriptTimeoutException, errors.JavascriptException)
         version = marionette.session_capabilities.get("browserVersion", "?")
         super().__init__("firefox", version)
 
     def _run_async(self, script: str, arg: Any, timeout: float) -> Any:
         # sandbox=None: the page's own globals (window.socketConsoles), not an Xray view.
         return self.marionette.execute_async_script(
-            script, script_args=[arg], sandbox=None, new_sandbox=False, script_timeout=timeout
+            script,
+            script_args=[arg],
+            sandbox=None,
+            new_sandbox=False,
+            script_timeout=int(timeout),
         )
 
     def _navigate(self, url: str) -> None:
@@ -407,7 +440,14 @@ class WebKitPage(WebDriverPage):
     """WebKitGTK's MiniBrowser over Selenium's WebKitGTK driver."""
 
     def __init__(self, driver: Any) -> None:
+        from selenium.common import exceptions
+
         self.driver = driver
+        self.interrupted = (
+            exceptions.NoSuchFrameException,
+            exceptions.TimeoutException,
+            exceptions.JavascriptException,
+        )
         super().__init__("webkit", driver.capabilities.get("browserVersion", "?"))
 
     def _run_async(self, script: str, arg: Any, timeout: float) -> Any:
