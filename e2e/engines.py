@@ -488,15 +488,17 @@ class Launched:
 
 
 def _which(*candidates: str) -> str | None:
+    """The first candidate that is an executable (a path, or a name on PATH); "" is skipped."""
     for candidate in candidates:
-        if found := shutil.which(candidate):
+        if candidate and (found := shutil.which(candidate)):
             return found
     return None
 
 
 def launch_firefox() -> Launched:
     """Firefox ESR, headless, on a fresh profile in a temporary directory (marionette_driver)."""
-    binary = os.environ.get("SHOWCASE_FIREFOX") or _which(*FIREFOXES)
+    chosen = os.environ.get("SHOWCASE_FIREFOX")
+    binary = _which(*([chosen] if chosen else FIREFOXES))
     try:
         with warnings.catch_warnings():
             # mozinfo and mozrunner import what Python deprecates (distro's old call, telnetlib).
@@ -535,9 +537,11 @@ def launch_firefox() -> Launched:
 
 def launch_webkit() -> Launched:
     """WebKitGTK's MiniBrowser in automation mode under WebKitWebDriver, on our own Xvfb."""
-    driver_path = os.environ.get("SHOWCASE_WEBKIT_DRIVER") or _which(*WEBKIT_DRIVERS)
-    browser = os.environ.get("SHOWCASE_MINIBROWSER") or next(
-        (path for path in MINIBROWSERS if Path(path).exists()), None
+    chosen = os.environ.get("SHOWCASE_WEBKIT_DRIVER")
+    driver_path = _which(*([chosen] if chosen else WEBKIT_DRIVERS))
+    chosen = os.environ.get("SHOWCASE_MINIBROWSER")
+    browser = next(
+        (path for path in ([chosen] if chosen else MINIBROWSERS) if Path(path).exists()), None
     )
     xvfb = _which("Xvfb")
     try:
