@@ -25,22 +25,30 @@ $(BIN)/.installed: requirements/lock.txt pyproject.toml
 
 install: $(BIN)/.installed
 
-# Debian's Chromium (Playwright cannot download its own here) and a redis-server the tests
-# start themselves. As root this installs them; otherwise it says what to run.
+# Debian's Chromium (Playwright cannot download its own here), Firefox ESR and WebKitGTK's
+# WebDriver with a virtual display for the browser tests' other engines, and a redis-server and
+# nginx the tests start themselves. As root this installs them; otherwise it says what to run.
+# Without root, a missing Firefox or WebKit is not fatal: their tests skip, naming what to install.
+ENGINE_PACKAGES := firefox-esr webkit2gtk-driver xvfb xauth
 system-deps:
-	@missing=""; \
+	@missing=""; engines=""; \
 	command -v chromium >/dev/null || [ -x /usr/lib/chromium/chromium ] || missing="$$missing chromium"; \
 	command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || missing="$$missing redis-server"; \
 	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	  else \
-	    echo "missing:$$missing. On Debian/Ubuntu run: sudo apt-get install -y$$missing"; \
-	    echo "Elsewhere install a redis-server, nginx, and Chromium or: $(BIN)/playwright install chromium"; \
-	    exit 1; \
-	  fi; \
+	command -v firefox-esr >/dev/null || command -v firefox >/dev/null || engines="$$engines firefox-esr"; \
+	command -v WebKitWebDriver >/dev/null || engines="$$engines webkit2gtk-driver"; \
+	command -v Xvfb >/dev/null || engines="$$engines xvfb"; \
+	command -v xauth >/dev/null || engines="$$engines xauth"; \
+	if [ -n "$$missing$$engines" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing:$$missing$$engines"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing $$engines; \
+	elif [ -n "$$missing" ]; then \
+	  echo "missing:$$missing. On Debian/Ubuntu run: sudo apt-get install -y$$missing"; \
+	  echo "Elsewhere install a redis-server, nginx, and Chromium or: $(BIN)/playwright install chromium"; \
+	  exit 1; \
+	elif [ -n "$$engines" ]; then \
+	  echo "optional:$$engines missing: the browser tests in Firefox and WebKit will skip"; \
+	  echo "(Debian/Ubuntu: sudo apt-get install -y$$engines)"; \
 	fi
 
 # ---------------------------------------------------------------- the showcase
@@ -139,8 +147,15 @@ unit: install
 	$(BIN)/pytest apps
 
 # A separate pytest run: sync Playwright and pytest-asyncio break each other in one process.
+# E2E_WORKERS processes side by side (pytest-xdist): the tests mostly wait on servers and
+# timers. Firefox's and WebKit's tests run in one of them (one launch each); Chromium's spread
+# over all. Each process has its own servers and its own test database. Where system-deps can
+# install the engines (root with apt-get) or in CI, a missing engine fails the run instead of
+# skipping (SHOWCASE_REQUIRE_ENGINES). E2E_WORKERS=0: one process.
+E2E_WORKERS ?= 3
+REQUIRE_ENGINES ?= $(shell [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && echo 1)
 e2e: install system-deps
-	$(BIN)/pytest e2e
+	SHOWCASE_REQUIRE_ENGINES=$(REQUIRE_ENGINES) $(BIN)/pytest e2e -n $(E2E_WORKERS) --dist loadgroup
 
 # The unit tests again on Python 3.12+ (Django 6.x), when such an interpreter exists here.
 compat:

@@ -9,6 +9,7 @@ import contextlib
 import getpass
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -393,6 +394,50 @@ def start_worker(
             raise RuntimeError(f"{name} failed to start; its log:\n{worker.log()}")
         time.sleep(0.02)
     return worker
+
+
+def start_xvfb(timeout: float = 15.0) -> tuple[ServerProcess, str]:
+    """
+    A virtual X display of our own for browsers that cannot run headless (WebKitGTK's
+    MiniBrowser): Xvfb picks a free display number and writes it to a pipe (`-displayfd`), so
+    two runs never share one. Returns the process and its DISPLAY (e.g. ":3"); never depends on
+    a DISPLAY that happens to exist. Listens on no TCP port.
+    """
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    binary = find_binary("Xvfb", "/usr/bin/Xvfb")
+    read_end, write_end = os.pipe()
+    command = [binary, "-displayfd", str(write_end), "-screen", "0", "1280x1024x24"]
+    command += ["-nolisten", "tcp"]
+    log_path = ARTIFACTS / f"xvfb-{os.getpid()}.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, pass_fds=[write_end], cwd=BASE_DIR
+        )
+    os.close(write_end)
+    server = ServerProcess("xvfb", 0, process, log_path, command)
+    try:
+        number = _read_line(read_end, timeout)
+    finally:
+        os.close(read_end)
+    if not number.isdigit():
+        server.stop()
+        raise RuntimeError(f"Xvfb gave no display number; its log:\n{server.log()}")
+    return server, f":{number}"
+
+
+def _read_line(fd: int, timeout: float) -> str:
+    """One line from a pipe, or "" if none comes within `timeout` seconds."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while not data.endswith(b"\n"):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+            break
+        chunk = os.read(fd, 64)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode().strip()
 
 
 @contextlib.contextmanager
