@@ -1,17 +1,19 @@
 """
 Every page, every visitor: axe-core finds nothing (WCAG 2.1 A/AA and best practice, any
-impact), nothing is wider than the viewport and no id appears twice, at 1366 and 390 px,
-anonymous and logged in. Each page is checked once per width, on one load, after its sockets
-and streams are live and their logs have rendered (logs change the DOM).
+impact), nothing is wider than the viewport, no id appears twice and no two controls share a
+role and a name, at 1366 and 390 px, anonymous and logged in. Each page is checked at both
+widths on one load, after its sockets and streams are live and their logs have rendered
+(logs change the DOM).
 """
 
 import os
 from collections.abc import Callable
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from e2e import a11y, sse
-from e2e.auth import IS_HELLO, PASSWORD, expect_online
+from e2e.auth import IS_HELLO, expect_online, log_in
 from e2e.console import Console
 
 
@@ -65,6 +67,7 @@ ANONYMOUS_PAGES: dict[str, Callable[[Page], None] | None] = {
     "/auth/": anonymous_lobby,
     "/http/": ticking_stream,
     "/worker/": finished_job,
+    "/accounts/login/": None,
     "/accounts/signup/": None,
     "/docs/": None,
     # The guide's page with the widest tables and code.
@@ -90,41 +93,47 @@ def load(page: Page, path: str) -> None:
     page.goto(path, wait_until="load")
 
 
-def test_every_page_for_an_anonymous_visitor(page: Page) -> None:
-    """Every page above, one after another in one tab (axe is compiled once per tab)."""
-    problems = []
-    for path, act in ANONYMOUS_PAGES.items():
-        page.set_viewport_size(a11y.viewport("desktop"))
-        load(page, path)
-        if act:
-            act(page)
-        problems += check(page, path)
+@pytest.mark.parametrize("path", ANONYMOUS_PAGES)
+def test_page_for_an_anonymous_visitor(page: Page, path: str) -> None:
+    load(page, path)
+    if act := ANONYMOUS_PAGES[path]:
+        act(page)
+    problems = check(page, path)
     assert problems == [], "\n".join(problems)
 
 
-def test_every_page_for_a_logged_in_visitor(page: Page, users: None) -> None:
-    """The login form; /auth/ with chat and presence rendered; /http/ with the lobby stream."""
-    load(page, "/accounts/login/?next=/auth/")
-    problems = check(page, "/accounts/login/")
-    page.set_viewport_size(a11y.viewport("desktop"))
-    page.get_by_label("Username").fill("alice")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url("**/auth/")
-    console = Console(page)
-    console.wait_for("message", where=IS_HELLO)
-    expect_online(page, ["alice"])
-    page.get_by_role("textbox", name="Message").fill("a chat line long enough to wrap " * 4)
+def say(page: Page, text: str) -> None:
+    """Chat in the lobby on /auth/, and wait for the line to show."""
+    page.get_by_role("textbox", name="Message").fill(text)
     page.get_by_role("button", name="Send", exact=True).click()
     page.locator("[data-chat-log] li[data-id]").wait_for()
-    problems += check(page, "/auth/ (logged in)")
 
-    page.set_viewport_size(a11y.viewport("desktop"))
+
+def chatting_lobby(page: Page) -> None:
+    """/auth/ logged in: presence rendered and a chat line long enough to wrap."""
+    expect_online(page, ["alice"])
+    say(page, "a chat line long enough to wrap " * 4)
+
+
+def lobby_stream(page: Page) -> None:
+    """/http/ logged in: the lobby's stream, showing a line said on /auth/ before it opened."""
+    say(page, "said before the stream opened")
     load(page, "/http/")
     page.get_by_label("Stream", exact=False).and_(page.locator("select")).select_option(
         "/sse/lobby/"
     )
     page.get_by_role("button", name="Connect", exact=True).click()
     sse.wait_for(page, "chat")
-    problems += check(page, "/http/ (logged in)")
+
+
+# The pages that change when a visitor is logged in (the header changes on every page), and
+# what makes each say something, starting on /auth/ just after logging in.
+LOGGED_IN_PAGES = {"/auth/": chatting_lobby, "/http/": lobby_stream}
+
+
+@pytest.mark.parametrize("path", LOGGED_IN_PAGES)
+def test_page_for_a_logged_in_visitor(page: Page, users: None, path: str) -> None:
+    log_in(page, "alice")  # through the form, to /auth/, once the lobby said hello
+    LOGGED_IN_PAGES[path](page)
+    problems = check(page, f"{path} (logged in)")
     assert problems == [], "\n".join(problems)
