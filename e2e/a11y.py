@@ -49,23 +49,26 @@ def viewport(width_name: str) -> dict[str, int]:
     return {"width": WIDTHS[width_name], "height": HEIGHTS[width_name]}
 
 
-def axe_findings(page: Page, all_code: bool = False) -> list[Finding]:
+def axe_findings(page: Page, contrast: bool = True, all_code: bool = False) -> list[Finding]:
     """
     Every axe violation on the page as it is now, of any impact. Highlighted code is
-    checked for contrast through one span of each of its colours, unless `all_code`.
+    checked for contrast through one span of each of its colours, unless `all_code`;
+    `contrast=False` leaves colour contrast out (a second width of the same page).
     """
     # Once per document: the page keeps it across checks at several widths.
     if page.evaluate("() => typeof window.axe") == "undefined":
         page.evaluate(AXE_SCRIPT)
     violations = page.evaluate(
-        """async ([options, code, allCode]) => {
+        """async ([options, code, contrast, allCode]) => {
+            const off = { "color-contrast": { enabled: false } };
+            if (!contrast) options = { ...options, rules: off };
             if (allCode) return (await axe.run(document, options)).violations;
             const { violations } = await axe.run({ exclude: [[code]] }, options);
             const samples = new Map();
             for (const span of document.querySelectorAll(`${code} span[class]`)) {
                 if (!samples.has(span.className)) samples.set(span.className, span);
             }
-            if (samples.size) {
+            if (contrast && samples.size) {
                 const rule = { type: "rule", values: ["color-contrast"] };
                 const contrast = { ...options, runOnly: rule };
                 samples.forEach((span) => span.setAttribute("data-axe-sample", ""));
@@ -75,7 +78,7 @@ def axe_findings(page: Page, all_code: bool = False) -> list[Finding]:
             }
             return violations;
         }""",
-        [AXE_OPTIONS, HIGHLIGHTED_CODE, all_code],
+        [AXE_OPTIONS, HIGHLIGHTED_CODE, contrast, all_code],
     )
     return [
         Finding(v["id"], v["impact"], [" ".join(n["target"]) for n in v["nodes"]])
@@ -163,10 +166,13 @@ def open_details(page: Page) -> None:
     page.evaluate("() => document.querySelectorAll('details').forEach((d) => { d.open = true; })")
 
 
-def audit(page: Page, all_code: bool = False) -> list[str]:
-    """Everything wrong with the page as it is now, one line each; empty when it passes."""
+def audit(page: Page, contrast: bool = True, all_code: bool = False) -> list[str]:
+    """
+    Everything wrong with the page as it is now, one line each; empty when it passes.
+    `contrast` and `all_code` as for axe_findings().
+    """
     open_details(page)
-    problems = [f"axe: {finding}" for finding in axe_findings(page, all_code)]
+    problems = [f"axe: {finding}" for finding in axe_findings(page, contrast, all_code)]
     if wide := overflow(page):
         problems.append(f"sideways scrolling: {wide}")
     problems += [f"id {id_!r} appears {n} times" for id_, n in duplicate_ids(page).items()]
