@@ -209,6 +209,33 @@ def server_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+def database_env(database: Mapping[str, Any]) -> dict[str, str]:
+    """
+    What a server process needs to open the database that these Django settings describe
+    (`settings.DATABASES[alias]`, e.g. the test database pytest-django has just made):
+    DATABASE_PATH for a SQLite file, DATABASE_URL, connection options included, otherwise.
+    """
+    if database["ENGINE"].endswith("sqlite3"):
+        return {"DATABASE_PATH": str(database["NAME"])}
+    options = {}
+    if database.get("CONN_MAX_AGE"):
+        options["conn_max_age"] = str(database["CONN_MAX_AGE"])
+    if database.get("CONN_MAX_AGE", 0) is None:
+        options["conn_max_age"] = "none"
+    if database.get("CONN_HEALTH_CHECKS"):
+        options["conn_health_checks"] = "true"
+    pool = database.get("OPTIONS", {}).get("pool")
+    if pool:
+        options["pool"] = "true"
+        options.update({f"pool_{k}": str(v) for k, v in (pool if pool is not True else {}).items()})
+    url = postgres_url(
+        database["HOST"], int(database["PORT"]), database["PASSWORD"], database["NAME"],
+        user=database["USER"],
+    )  # fmt: skip
+    query = "&".join(f"{key}={value}" for key, value in options.items())
+    return {"DATABASE_URL": f"{url}?{query}" if query else url}
+
+
 def start_daphne(
     env: Mapping[str, str] | None = None,
     port: int | None = None,
@@ -548,10 +575,17 @@ def postgres_command(data_dir: Path, host: str, port: int, durable: bool = True)
     return command
 
 
-def postgres_url(host: str, port: int, password: str, database: str = POSTGRES_DATABASE) -> str:
+def postgres_url(
+    host: str,
+    port: int,
+    password: str,
+    database: str = POSTGRES_DATABASE,
+    user: str = POSTGRES_ROLE,
+) -> str:
     """The DATABASE_URL of a database on such a server."""
     address = f"[{host}]" if ":" in host else host
-    return f"postgres://{POSTGRES_ROLE}:{quote(password, safe='')}@{address}:{port}/{database}"
+    credentials = f"{quote(user, safe='')}:{quote(password, safe='')}"
+    return f"postgres://{credentials}@{address}:{port}/{quote(database, safe='')}"
 
 
 def wait_for_postgres(

@@ -7,10 +7,10 @@ import json
 import re
 from collections.abc import Callable
 
-import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 from websockets.sync.client import connect as ws_connect
 
+from apps.core.tests.databases import on, postgres_alias
 from e2e.cluster.conftest import access_log, logged_request
 from e2e.cluster.helpers import connect_on, lobby_on, log_in_over_http
 from e2e.console import Console
@@ -29,7 +29,8 @@ from e2e.test_pages import (  # noqa: F401
 )
 from tools.servers import Cluster
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# The cluster runs on PostgreSQL (conftest.py): users and sessions live there.
+pytestmark = on(postgres_alias(), transaction=True)
 
 
 def test_pages_come_from_both_processes_and_static_files_from_nginx(
@@ -57,6 +58,7 @@ def test_scope_client_is_the_browsers_address_not_a_claimed_one(
 ) -> None:
     console = Console.open(page, "/async/")
     where = connect_on(console, "/ws/ac/json/", None)
+    assert where["database"] == "postgresql"  # the cluster runs on PostgreSQL, as deployed
     since = console.mark()
     console.close()
     console.wait_for("close", since)

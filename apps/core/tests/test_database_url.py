@@ -40,6 +40,7 @@ def test_a_postgres_url_is_parsed_with_the_driver_options_kept() -> None:
     assert config["OPTIONS"]["sslmode"] == "disable"
     assert config["OPTIONS"]["connect_timeout"] == 5
     assert config["TEST"] == {"NAME": "test_x"}
+    assert settings_for(URL)["TEST"] == {"NAME": "test_showcase"}  # Django's default, spelled out
 
 
 def test_each_process_names_itself_to_postgresql() -> None:
