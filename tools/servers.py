@@ -555,11 +555,13 @@ def init_postgres(data_dir: Path, password: str, os_user: str, durable: bool = T
     return True
 
 
-def postgres_command(data_dir: Path, host: str, port: int, durable: bool = True) -> list[str]:
+def postgres_command(
+    data_dir: Path, host: str, port: int, durable: bool = True, settings: tuple[str, ...] = ()
+) -> list[str]:
     """
     The `postgres` command line: TCP on host:port only (no unix socket, so no socket file is
     left behind and no path is too long), logging to its stdout; `durable=False` trades crash
-    safety for speed (throwaway servers: no fsync).
+    safety for speed (throwaway servers: no fsync); `settings` adds `name=value` settings.
     """
     command = [
         postgres_binary("postgres"),
@@ -570,8 +572,9 @@ def postgres_command(data_dir: Path, host: str, port: int, durable: bool = True)
         "-c", "logging_collector=off",
     ]  # fmt: skip
     if not durable:
-        for setting in ("fsync=off", "synchronous_commit=off", "full_page_writes=off"):
-            command += ["-c", setting]
+        settings = ("fsync=off", "synchronous_commit=off", "full_page_writes=off", *settings)
+    for setting in settings:
+        command += ["-c", setting]
     return command
 
 
@@ -673,11 +676,13 @@ def start_postgres(
     password: str | None = None,
     os_user: str | None = None,
     name: str = "postgres",
+    settings: tuple[str, ...] = (),
 ) -> Postgres:
     """
     A PostgreSQL server on host:port with the database POSTGRES_DATABASE. Without `data_dir`,
     a throwaway one: a fresh data directory (no fsync), removed by `stop()`. With one, its
-    cluster is created there once (`password` must then be the same each time).
+    cluster is created there once (`password` must then be the same each time). `settings`:
+    more `name=value` server settings (e.g. `log_connections=on`).
     """
     os_user = os_user or postgres_os_user()
     port = port or free_port()
@@ -690,7 +695,7 @@ def start_postgres(
     password = password or secrets.token_urlsafe(24)
     durable = throwaway is None
     init_postgres(data_dir, password, os_user, durable)
-    command = postgres_command(data_dir, host, port, durable)
+    command = postgres_command(data_dir, host, port, durable, settings)
     server = _launch(name, command, port, None, as_user=os_user, cwd=data_dir)
     postgres = Postgres(server, data_dir, host, password, os_user, durable, throwaway)
     try:
