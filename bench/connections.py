@@ -25,7 +25,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import psycopg
@@ -68,7 +67,7 @@ class Row:
     opened: int = 0  # connections opened during the run
     held: int = 0  # still open `idle` seconds after the last socket closed
     error_text: str = ""
-    samples: list[int] = field(default_factory=list)
+    opened_by_process: list[int] = field(default_factory=list)
 
     @property
     def opened_per_1000(self) -> float:
@@ -140,11 +139,10 @@ def measure(args: argparse.Namespace, postgres: servers.Postgres, setting: str, 
     )
     row = Row(setting, way, args.processes)
     since = postgres.server.log_size()
-    with ThreadPoolExecutor(args.processes) as pool:
-        starting = [pool.submit(servers.start_server, "daphne", env, app=APP)
-                    for _ in range(args.processes)]  # fmt: skip
-    started = [future.result() for future in starting]
+    started: list[servers.ServerProcess] = []
     try:
+        for _ in range(args.processes):
+            started.append(servers.start_server("daphne", env, app=APP))
         names = {f"showcase:{server.process.pid}" for server in started}
         sampler = Sampler(postgres.url("bench"), names)
         sampler.start()
@@ -161,7 +159,7 @@ def measure(args: argparse.Namespace, postgres: servers.Postgres, setting: str, 
         log = postgres.server.log_path.read_bytes()[since:].decode(errors="replace")
         opened = Counter(m for m in AUTHORIZED.findall(log) if m in names)
         row.opened = sum(opened.values())
-        row.samples = [opened[name] for name in sorted(names)]
+        row.opened_by_process = [opened[name] for name in sorted(names)]
     finally:
         for server in started:
             server.stop()
@@ -226,7 +224,9 @@ def main() -> None:
         for setting in args.settings.split(","):
             for way in args.ways.split(","):
                 print(f"  {time.strftime('%H:%M:%S')} {setting} · {way}", file=sys.stderr)
-                rows.append(measure(args, postgres, setting, way))
+                rows.append(row := measure(args, postgres, setting, way))
+                print(f"    peak {row.peak}, opened {row.opened_by_process}, held {row.held}, "
+                      f"errors {row.errors} of {row.replies}", file=sys.stderr)  # fmt: skip
     finally:
         postgres.stop()
     text = table(rows, args)

@@ -26,6 +26,10 @@ from types import FrameType
 from tools import servers
 
 RUN_DIR = servers.BASE_DIR / ".cluster"
+# How the processes keep their database connections (docs/styles.md, "Database connections"):
+# one per process, reused, tested before reuse, so a restarted PostgreSQL costs no socket an
+# error and no message pays for a new connection.
+CONNECTIONS = {"conn_max_age": "60", "conn_health_checks": "true"}
 
 
 def generated(run_dir: Path, name: str) -> str:
@@ -94,7 +98,7 @@ def run(args: argparse.Namespace) -> None:
     # A database named by the operator wins; otherwise the cluster runs its own PostgreSQL.
     database_url = os.environ.get("DATABASE_URL", "")
     postgres = None if database_url else cluster_postgres(run_dir)
-    env = cluster_env(run_dir, DATABASE_URL=database_url or postgres.url())
+    env = cluster_env(run_dir, DATABASE_URL=database_url or postgres.url(**CONNECTIONS))
     manage(env, "collectstatic", "--no-input", "-v", "0")
     cluster = servers.start_cluster(
         args.workers,
@@ -151,3 +155,6 @@ if __name__ == "__main__":
         restart(options) if options.action == "restart" else run(options)
     except KeyboardInterrupt:
         sys.exit(130)  # Ctrl-C while starting: what had started is stopped (start_cluster)
+    except RuntimeError as error:
+        # Nothing runs any more (start_cluster stops what it started): say why, no traceback.
+        sys.exit(f"make cluster: {error}")

@@ -232,8 +232,7 @@ def database_env(database: Mapping[str, Any]) -> dict[str, str]:
         database["HOST"], int(database["PORT"]), database["PASSWORD"], database["NAME"],
         user=database["USER"],
     )  # fmt: skip
-    query = "&".join(f"{key}={value}" for key, value in options.items())
-    return {"DATABASE_URL": f"{url}?{query}" if query else url}
+    return {"DATABASE_URL": with_options(url, options)}
 
 
 def start_daphne(
@@ -592,6 +591,12 @@ def postgres_url(
     return f"postgres://{credentials}@{address}:{port}/{quote(database, safe='')}"
 
 
+def with_options(url: str, options: Mapping[str, str]) -> str:
+    """A DATABASE_URL with query options (config/database.py says which there are)."""
+    query = "&".join(f"{key}={value}" for key, value in options.items())
+    return f"{url}?{query}" if query else url
+
+
 def wait_for_postgres(
     log_path: Path, process: subprocess.Popen | None, since: int = 0, timeout: float = 60.0
 ) -> None:
@@ -645,8 +650,7 @@ class Postgres:
 
     def url(self, database: str = POSTGRES_DATABASE, **options: str) -> str:
         """The DATABASE_URL of `database`, with query `options` (e.g. conn_max_age="60")."""
-        url = postgres_url(self.host, self.port, self.password, database)
-        return url + ("?" + "&".join(f"{k}={v}" for k, v in options.items()) if options else "")
+        return with_options(postgres_url(self.host, self.port, self.password, database), options)
 
     def restart(self) -> None:
         """A fast shutdown (SIGINT: every client connection is cut), then the same server again."""
@@ -726,9 +730,9 @@ class PostgresProgram:
         """`initdb` the data directory unless it holds a cluster already (then False)."""
         return init_postgres(self.data_dir, self.password, self.os_user)
 
-    def url(self, database: str = POSTGRES_DATABASE) -> str:
-        """The DATABASE_URL of `database` on it."""
-        return postgres_url(self.host, self.port, self.password, database)
+    def url(self, database: str = POSTGRES_DATABASE, **options: str) -> str:
+        """The DATABASE_URL of `database` on it, with query `options` (config/database.py)."""
+        return with_options(postgres_url(self.host, self.port, self.password, database), options)
 
     def values(self, run_dir: Path) -> dict[str, str]:
         """deploy/postgres.conf's placeholders."""
