@@ -60,11 +60,12 @@ APP = "bench.asgi:application"
 SERVER_CORE, CLIENT_CORE = load.cores()
 # The databases of the ORM section's rows: SQLite, and PostgreSQL with Django's default
 # (a connection per handler) and with the settings docs/styles.md advises (DATABASE_URL options).
+# No commas in the names: --orm-databases takes a comma-separated list.
 ORM_DATABASES = {
     "sqlite": None,
     "postgresql": {},
-    "postgresql, CONN_MAX_AGE 60 + checks": {"conn_max_age": "60", "conn_health_checks": "true"},
-    "postgresql, pool + checks": {"pool": "true", "conn_health_checks": "true"},
+    "postgresql CONN_MAX_AGE 60 + checks": {"conn_max_age": "60", "conn_health_checks": "true"},
+    "postgresql pool + checks": {"pool": "true", "conn_health_checks": "true"},
 }
 
 

@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -36,12 +37,13 @@ from tools import servers
 
 APP = "bench.asgi:application"
 NO_RATE_LIMIT = {"json": {"messages_per_second": 0}}
-# Connection settings, as DATABASE_URL options (config/database.py). The pool's timeout is
-# short so that a pool run dry shows as errors within the run, not after 30 s.
+# Connection settings, as DATABASE_URL options (config/database.py); no commas in the names
+# (--settings takes a comma-separated list). The pool's timeout is short so that a pool run dry
+# shows as errors within the run, not after 30 s.
 SETTINGS = {
     "CONN_MAX_AGE 0": {},
-    "CONN_MAX_AGE 60, health checks": {"conn_max_age": "60", "conn_health_checks": "true"},
-    "pool, health checks": {"pool": "true", "conn_health_checks": "true", "pool_timeout": "2"},
+    "CONN_MAX_AGE 60 + health checks": {"conn_max_age": "60", "conn_health_checks": "true"},
+    "pool + health checks": {"pool": "true", "conn_health_checks": "true", "pool_timeout": "2"},
 }
 # The ways to the ORM: (endpoint, message). The last two are mistakes (bench/asgi.py).
 WAYS = {
@@ -68,11 +70,6 @@ class Row:
     held: int = 0  # still open `idle` seconds after the last socket closed
     error_text: str = ""
     opened_by_process: list[int] = field(default_factory=list)
-
-    @property
-    def opened_per_1000(self) -> float:
-        """New connections per 1,000 replies, all processes together."""
-        return 1000 * self.opened / max(self.replies, 1)
 
 
 class Sampler(threading.Thread):
@@ -169,20 +166,23 @@ def measure(args: argparse.Namespace, postgres: servers.Postgres, setting: str, 
 def table(rows: list[Row], args: argparse.Namespace) -> str:
     """The rows as a Markdown table, with what was run."""
     header = (
-        "| setting | way to the ORM | connections per process, at most | opened per 1,000 "
-        f"replies | open after {args.idle:g} s idle, per process | errors |\n"
-        "| --- | --- | ---: | ---: | ---: | ---: |"
+        "| setting | way to the ORM | open at once, per process (at most) | opened during the "
+        f"run, per process | replies | still open after {args.idle:g} s idle, per process | "
+        "errors |\n| --- | --- | ---: | ---: | ---: | ---: | ---: |"
     )
-    lines = [
-        f"| {r.setting} | {r.way} | {r.peak} | {r.opened_per_1000:,.1f} | {r.held} | "
-        f"{r.errors:,} of {r.replies:,}{' (' + r.error_text[:60] + ')' if r.errors else ''} |"
-        for r in rows
-    ]
-    command = "python -m bench.connections " + " ".join(sys.argv[1:])
+    lines = []
+    for r in rows:
+        error = re.search(r"\((\w+)\)", r.error_text)
+        errors = f"{r.errors:,}" + (f" ({error.group(1)})" if error and r.errors else "")
+        opened = ", ".join(str(n) for n in r.opened_by_process)
+        lines.append(
+            f"| {r.setting} | {r.way} | {r.peak} | {opened} | {r.replies:,} | {r.held} | {errors} |"
+        )
+    command = "python -m bench.connections " + shlex.join(sys.argv[1:])
     return "\n".join(
         [
             f"{args.processes} daphne processes, {args.sockets} sockets each reading the notes "
-            f"back to back for {args.seconds:g} s, PostgreSQL {postgres_version()}. "
+            f"back to back for {args.seconds:g} s, PostgreSQL {postgres_version()}: "
             f"`{command.strip()}`",
             "",
             header,
@@ -196,7 +196,8 @@ def postgres_version() -> str:
     done = subprocess.run(
         [servers.postgres_binary("postgres"), "--version"], capture_output=True, text=True
     )
-    return done.stdout.split()[-1] if done.returncode == 0 else "?"
+    found = re.search(r"\d+(\.\d+)+", done.stdout)
+    return found.group(0) if found else "?"
 
 
 def arguments() -> argparse.Namespace:

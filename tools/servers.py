@@ -157,9 +157,9 @@ def _launch(
     log_path: Path | None = None,
 ) -> ServerProcess:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    log_path = log_path or ARTIFACTS / f"{name}-{port}.log"
-    # A restart (log_path given) adds to the log it already has.
-    log = log_path.open("a" if log_path.exists() else "w")
+    # A restart (log_path given) adds to the log it already has; a new server starts afresh.
+    log = log_path.open("a") if log_path else (ARTIFACTS / f"{name}-{port}.log").open("w")
+    log_path = Path(log.name)
     process = subprocess.Popen(
         command,
         stdout=log,
@@ -470,7 +470,7 @@ def start_nginx(config: Path, port: int, prefix: Path, name: str = "nginx") -> S
 #
 # PostgreSQL for the tests (a throwaway server: `start_postgres()`, `python -m tools.servers
 # with-postgres -- COMMAND`), the bench and `make cluster` (supervisord's program `postgres`,
-# from `postgres_program()`): the same `postgres` command line, on a listen address and port,
+# from `PostgresProgram`): the same `postgres` command line, on a listen address and port,
 # over a data directory that `init_postgres` creates once, run by an unprivileged user.
 # `initdb` and `postgres` refuse to run as root: as root (sessions, CI) they run as the system
 # user `postgres`, who owns the data directory; as anyone else, as that user.
