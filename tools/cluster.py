@@ -47,13 +47,14 @@ def secret_key(run_dir: Path) -> str:
     return os.environ.get("SECRET_KEY") or generated(run_dir, "secret_key")
 
 
-def cluster_postgres(run_dir: Path) -> servers.PostgresProgram:
+def cluster_postgres(run_dir: Path, host: str = "127.0.0.1") -> servers.PostgresProgram:
     """
     The cluster's own PostgreSQL: its data directory under the run directory, initialised the
-    first time (as the user who will run it), its password generated then, a free port.
+    first time (as the user who will run it), its password generated then, listening on
+    `host` (another network namespace's address, say) on a free port.
     """
     postgres = servers.PostgresProgram(
-        data_dir=run_dir / "postgres", password=generated(run_dir, "postgres_password")
+        data_dir=run_dir / "postgres", password=generated(run_dir, "postgres_password"), host=host
     )
     if postgres.init():
         print(f"PostgreSQL: a new data directory in {postgres.data_dir}", flush=True)
