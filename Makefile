@@ -26,15 +26,17 @@ $(BIN)/.installed: requirements/lock.txt pyproject.toml
 install: $(BIN)/.installed
 
 # Debian's Chromium (Playwright cannot download its own here), Firefox ESR and WebKitGTK's
-# WebDriver with a virtual display for the browser tests' other engines, and a redis-server and
-# nginx the tests start themselves. As root this installs them; otherwise it says what to run.
-# Without root, a missing Firefox or WebKit is not fatal: their tests skip, naming what to install.
-ENGINE_PACKAGES := firefox-esr webkit2gtk-driver xvfb xauth
+# WebDriver with a virtual display for the browser tests' other engines, and the redis-server,
+# nginx and PostgreSQL that the tests and `make cluster` start themselves (never the system
+# services). As root this installs them; otherwise it says what to run. Without root, a missing
+# Firefox or WebKit is not fatal: their tests skip, naming what to install.
 system-deps:
 	@missing=""; engines=""; \
 	command -v chromium >/dev/null || [ -x /usr/lib/chromium/chromium ] || missing="$$missing chromium"; \
 	command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || missing="$$missing redis-server"; \
 	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  missing="$$missing postgresql"; \
 	command -v firefox-esr >/dev/null || command -v firefox >/dev/null || engines="$$engines firefox-esr"; \
 	command -v WebKitWebDriver >/dev/null || engines="$$engines webkit2gtk-driver"; \
 	command -v Xvfb >/dev/null || engines="$$engines xvfb"; \
@@ -44,7 +46,7 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing $$engines; \
 	elif [ -n "$$missing" ]; then \
 	  echo "missing:$$missing. On Debian/Ubuntu run: sudo apt-get install -y$$missing"; \
-	  echo "Elsewhere install a redis-server, nginx, and Chromium or: $(BIN)/playwright install chromium"; \
+	  echo "Elsewhere install a redis-server, nginx, PostgreSQL, and Chromium or: $(BIN)/playwright install chromium"; \
 	  exit 1; \
 	elif [ -n "$$engines" ]; then \
 	  echo "optional:$$engines missing: the browser tests in Firefox and WebKit will skip"; \
@@ -64,8 +66,9 @@ screenshots: install system-deps
 
 # ---------------------------------------------------------------- as deployed (docs/deploying.md)
 # nginx on 127.0.0.1:PORT (8080 here, unless PORT is given) in front of WORKERS daphne
-# processes, a Channels worker and a redis-server under supervisord (deploy/), in the
-# foreground: Ctrl-C stops all of it. Run files, logs and the generated SECRET_KEY: .cluster/.
+# processes, a Channels worker, a redis-server and PostgreSQL under supervisord (deploy/), in
+# the foreground: Ctrl-C stops all of it. Run files, logs, the generated SECRET_KEY and database
+# password, and PostgreSQL's data directory: .cluster/ (DATABASE_URL=... uses that database).
 WORKERS ?= 2
 CLUSTER_PORT = $(if $(filter command line environment,$(origin PORT)),$(PORT),8080)
 cluster: install system-deps
@@ -157,7 +160,10 @@ REQUIRE_ENGINES ?= $(shell [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 
 e2e: install system-deps
 	SHOWCASE_REQUIRE_ENGINES=$(REQUIRE_ENGINES) $(BIN)/pytest e2e -n $(E2E_WORKERS) --dist loadgroup
 
-# The unit tests again on Python 3.12+ (Django 6.x), when such an interpreter exists here.
+# The unit tests again on Python 3.12+ (Django 6.x), when such an interpreter exists here, and
+# on PostgreSQL: a throwaway server on a free port (tools/servers.py with-postgres), stopped and
+# removed afterwards. (`make unit`, on SQLite, runs the tests that depend on the database on a
+# PostgreSQL of its own as well: apps/core/tests/databases.py.)
 compat:
 	@py=""; for candidate in python3.13 python3.12 \
 	    $$(ls -d $$(pyenv root 2>/dev/null)/versions/3.1[23]*/bin/python3 2>/dev/null); do \
@@ -165,8 +171,9 @@ compat:
 	    py=$$(command -v $$candidate); break; fi; \
 	done; \
 	if [ -z "$$py" ]; then echo "compat: no Python 3.12+ here, skipped"; exit 0; fi; \
-	echo "compat: unit tests on $$($$py --version)"; \
-	TEST_DATABASE_PATH=$(CURDIR)/test-db-compat.sqlite3 \
+	echo "compat: unit tests on $$($$py --version), on PostgreSQL"; \
+	$(MAKE) --no-print-directory install PYTHON=$$py VENV=.venv-compat && \
+	  .venv-compat/bin/python -m tools.servers with-postgres -- \
 	  $(MAKE) --no-print-directory unit PYTHON=$$py VENV=.venv-compat
 
 clean:

@@ -4,10 +4,12 @@
     python -m tools.cluster [--workers 2] [--port 8080]    # migrate, collectstatic, run
     python -m tools.cluster restart                        # rolling restart of every daphne
 
-nginx on 127.0.0.1:PORT in front of WORKERS daphne processes, a Channels worker and a
-redis-server under supervisord (deploy/ holds their configuration; tools/servers.py starts
-them). Everything the cluster writes (filled-in configuration, sockets, logs, the generated
-SECRET_KEY) lives in the run directory, `.cluster/` by default (gitignored).
+nginx on 127.0.0.1:PORT in front of WORKERS daphne processes, a Channels worker, a
+redis-server and PostgreSQL under supervisord (deploy/ holds their configuration;
+tools/servers.py starts them). Everything the cluster writes (filled-in configuration, sockets,
+logs, the generated SECRET_KEY and database password, PostgreSQL's data directory) lives in the
+run directory, `.cluster/` by default (gitignored). With DATABASE_URL set, the cluster uses that
+database instead and runs no PostgreSQL of its own.
 """
 
 import argparse
@@ -24,18 +26,39 @@ from types import FrameType
 from tools import servers
 
 RUN_DIR = servers.BASE_DIR / ".cluster"
+# How the processes keep their database connections (docs/styles.md, "Database connections"):
+# one per process, reused, tested before reuse, so a restarted PostgreSQL costs no socket an
+# error and no message pays for a new connection.
+CONNECTIONS = {"conn_max_age": "60", "conn_health_checks": "true"}
 
 
-def secret_key(run_dir: Path) -> str:
-    """SECRET_KEY from the environment, else the one generated into the run directory once."""
-    if key := os.environ.get("SECRET_KEY"):
-        return key
-    path = run_dir / "secret_key"
+def generated(run_dir: Path, name: str) -> str:
+    """A secret generated into the run directory the first time, and read from there after."""
+    path = run_dir / name
     if not path.exists():
         run_dir.mkdir(parents=True, exist_ok=True)
         path.touch(mode=0o600)
         path.write_text(secrets.token_urlsafe(50))
     return path.read_text().strip()
+
+
+def secret_key(run_dir: Path) -> str:
+    """SECRET_KEY from the environment, else the one generated into the run directory once."""
+    return os.environ.get("SECRET_KEY") or generated(run_dir, "secret_key")
+
+
+def cluster_postgres(run_dir: Path, host: str = "127.0.0.1") -> servers.PostgresProgram:
+    """
+    The cluster's own PostgreSQL: its data directory under the run directory, initialised the
+    first time (as the user who will run it), its password generated then, listening on
+    `host` (another network namespace's address, say) on a free port.
+    """
+    postgres = servers.PostgresProgram(
+        data_dir=run_dir / "postgres", password=generated(run_dir, "postgres_password"), host=host
+    )
+    if postgres.init():
+        print(f"PostgreSQL: a new data directory in {postgres.data_dir}", flush=True)
+    return postgres
 
 
 def manage(env: dict[str, str], *args: str) -> None:
@@ -44,10 +67,11 @@ def manage(env: dict[str, str], *args: str) -> None:
     subprocess.run(command, env=env, cwd=servers.BASE_DIR, check=True)
 
 
-def prepare(env: dict[str, str]) -> None:
-    """What a deployment does before starting its processes: migrate, collect static files."""
+def migrate(env: dict[str, str], postgres: servers.PostgresProgram | None) -> None:
+    """Create the cluster's database the first time, then bring its tables up to date."""
+    if postgres is not None:
+        servers.create_database(postgres.url())
     manage(env, "migrate", "--no-input", "-v", "0")
-    manage(env, "collectstatic", "--no-input", "-v", "0")
 
 
 def cluster_env(run_dir: Path, **overrides: str) -> dict[str, str]:
@@ -72,13 +96,24 @@ def run(args: argparse.Namespace) -> None:
     # started: start_cluster): a shell that starts us in the background makes us ignore SIGINT.
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    env = cluster_env(run_dir)
-    prepare(env)
+    # A database named by the operator wins; otherwise the cluster runs its own PostgreSQL.
+    database_url = os.environ.get("DATABASE_URL", "")
+    postgres = None if database_url else cluster_postgres(run_dir)
+    env = cluster_env(run_dir, DATABASE_URL=database_url or postgres.url(**CONNECTIONS))
+    manage(env, "collectstatic", "--no-input", "-v", "0")
     cluster = servers.start_cluster(
-        args.workers, args.port, run_dir, env, tuple(shlex.split(args.daphne_args))
+        args.workers,
+        args.port,
+        run_dir,
+        env,
+        tuple(shlex.split(args.daphne_args)),
+        postgres=postgres,
+        prepare=lambda: migrate(env, postgres),
     )
     try:
         print(f"\nThe showcase: {cluster.http_url}/  (Ctrl-C stops everything)")
+        if postgres is not None:
+            print(f"PostgreSQL on {postgres.host}:{postgres.port} (password in {run_dir})")
         print(f"nginx -> {args.workers} daphne processes; supervisord runs, in {run_dir}:")
         print(cluster.ctl("status"), end="", flush=True)
         print("Rolling restart of the daphne processes: make cluster-restart")
@@ -121,3 +156,6 @@ if __name__ == "__main__":
         restart(options) if options.action == "restart" else run(options)
     except KeyboardInterrupt:
         sys.exit(130)  # Ctrl-C while starting: what had started is stopped (start_cluster)
+    except RuntimeError as error:
+        # Nothing runs any more (start_cluster stops what it started): say why, no traceback.
+        sys.exit(f"make cluster: {error}")

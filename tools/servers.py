@@ -8,27 +8,39 @@ managers). Nothing here depends on a server that happens to be running already.
 import contextlib
 import getpass
 import os
+import pwd
 import re
+import secrets
 import select
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import xmlrpc.client
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(os.environ.get("ARTIFACTS_DIR", BASE_DIR / "artifacts"))
 
 # Variables a server process must not inherit from a test process. DJANGO_ALLOW_ASYNC_UNSAFE
 # is set by the browser tests for their own process only: in a server it would hide real
-# sync-in-async bugs.
-SCRUBBED = ("DJANGO_ALLOW_ASYNC_UNSAFE", "REDIS_URL", "CHANNEL_LAYER", "PYTEST_CURRENT_TEST")
+# sync-in-async bugs. DATABASE_URL names the run's own database, never its test database:
+# servers get theirs explicitly (`database_env`).
+SCRUBBED = (
+    "DJANGO_ALLOW_ASYNC_UNSAFE",
+    "REDIS_URL",
+    "CHANNEL_LAYER",
+    "PYTEST_CURRENT_TEST",
+    "DATABASE_URL",
+)
 
 
 def free_port() -> int:
@@ -141,22 +153,35 @@ def _launch(
     port: int,
     env: Mapping[str, str] | None,
     own_session: bool = False,
+    as_user: str | None = None,
+    cwd: Path = BASE_DIR,
+    log_path: Path | None = None,
 ) -> ServerProcess:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    log_path = ARTIFACTS / f"{name}-{port}.log"
-    log = log_path.open("w")
+    # A restart (log_path given) adds to the log it already has; a new server starts afresh.
+    log = log_path.open("a") if log_path else (ARTIFACTS / f"{name}-{port}.log").open("w")
+    log_path = Path(log.name)
     process = subprocess.Popen(
         command,
         stdout=log,
         stderr=subprocess.STDOUT,
-        cwd=BASE_DIR,
+        cwd=cwd,
         env=dict(env or os.environ),
         start_new_session=own_session,
+        **as_user_kwargs(as_user),
     )
     log.close()
     server = ServerProcess(name, port, process, log_path, command)
     STARTED.append(server)
     return server
+
+
+def as_user_kwargs(user: str | None) -> dict[str, Any]:
+    """Popen's arguments that run a child as `user` (root only), with that user's groups only."""
+    if user is None or user == getpass.getuser():
+        return {}
+    record = pwd.getpwnam(user)
+    return {"user": record.pw_uid, "group": record.pw_gid, "extra_groups": []}
 
 
 def _spawn(
@@ -183,6 +208,32 @@ def server_env(**overrides: str) -> dict[str, str]:
     env["PYTHONUNBUFFERED"] = "1"
     env.update(overrides)
     return env
+
+
+def database_env(database: Mapping[str, Any]) -> dict[str, str]:
+    """
+    What a server process needs to open the database that these Django settings describe
+    (`settings.DATABASES[alias]`, e.g. the test database pytest-django has just made):
+    DATABASE_PATH for a SQLite file, DATABASE_URL, connection options included, otherwise.
+    """
+    if database["ENGINE"].endswith("sqlite3"):
+        return {"DATABASE_PATH": str(database["NAME"])}
+    options = {}
+    if database.get("CONN_MAX_AGE"):
+        options["conn_max_age"] = str(database["CONN_MAX_AGE"])
+    if database.get("CONN_MAX_AGE", 0) is None:
+        options["conn_max_age"] = "none"
+    if database.get("CONN_HEALTH_CHECKS"):
+        options["conn_health_checks"] = "true"
+    pool = database.get("OPTIONS", {}).get("pool")
+    if pool:
+        options["pool"] = "true"
+        options.update({f"pool_{k}": str(v) for k, v in (pool if pool is not True else {}).items()})
+    url = postgres_url(
+        database["HOST"], int(database["PORT"]), database["PASSWORD"], database["NAME"],
+        user=database["USER"],
+    )  # fmt: skip
+    return {"DATABASE_URL": with_options(url, options)}
 
 
 def start_daphne(
@@ -460,6 +511,284 @@ def start_nginx(config: Path, port: int, prefix: Path, name: str = "nginx") -> S
     return _spawn(name, command, port, None, own_session=True)
 
 
+# ---------------------------------------------------------------------------- PostgreSQL
+#
+# PostgreSQL for the tests (a throwaway server: `start_postgres()`, `python -m tools.servers
+# with-postgres -- COMMAND`), the bench and `make cluster` (supervisord's program `postgres`,
+# from `PostgresProgram`): the same `postgres` command line, on a listen address and port,
+# over a data directory that `init_postgres` creates once, run by an unprivileged user.
+# `initdb` and `postgres` refuse to run as root: as root (sessions, CI) they run as the system
+# user `postgres`, who owns the data directory; as anyone else, as that user.
+POSTGRES_ROLE = "showcase"  # the role initdb creates (a superuser), with a generated password
+POSTGRES_DATABASE = "showcase"
+POSTGRES_READY = "database system is ready to accept connections"
+
+
+def postgres_binary(name: str) -> str:
+    """A PostgreSQL program: Debian keeps them in /usr/lib/postgresql/<version>/bin."""
+    debian = sorted(
+        Path("/usr/lib/postgresql").glob(f"*/bin/{name}"),
+        key=lambda path: int(path.parts[-3]) if path.parts[-3].isdigit() else 0,
+    )
+    found = (str(debian[-1]) if debian else None) or shutil.which(name)
+    if not found:
+        raise FileNotFoundError(
+            f"PostgreSQL's {name} not found. On Debian: apt-get install -y postgresql "
+            "(make system-deps does this as root; the system service is never used)."
+        )
+    return found
+
+
+def postgres_os_user() -> str:
+    """Who runs PostgreSQL: `postgres` when we are root (it refuses root), else ourselves."""
+    return "postgres" if os.geteuid() == 0 else getpass.getuser()
+
+
+def _give(path: Path, user: str) -> None:
+    # The data directory must belong to the user who runs the server.
+    if user != getpass.getuser():
+        record = pwd.getpwnam(user)
+        os.chown(path, record.pw_uid, record.pw_gid)
+
+
+def init_postgres(data_dir: Path, password: str, os_user: str, durable: bool = True) -> bool:
+    """
+    `initdb` into `data_dir` unless it holds a cluster already (then False): the role
+    POSTGRES_ROLE with `password`, which every TCP client must give (scram-sha-256, from any
+    address: the server listens only where it is told to). `durable=False` skips the fsyncs
+    (throwaway servers).
+    """
+    if (data_dir / "PG_VERSION").exists():
+        return False
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _give(data_dir, os_user)
+    command = [
+        postgres_binary("initdb"),
+        "--pgdata", str(data_dir),
+        "--username", POSTGRES_ROLE,
+        "--auth-host", "scram-sha-256",
+        "--auth-local", "peer",
+        "--encoding", "UTF8",
+        "--locale", "C.UTF-8",
+        *(() if durable else ("--no-sync",)),
+    ]  # fmt: skip
+    # The password in a file only that user can read, for as long as initdb runs (not on a
+    # command line, and initdb cannot reopen a pipe that root made).
+    with tempfile.NamedTemporaryFile("w", prefix="showcase-pw-") as pwfile:
+        pwfile.write(password)
+        pwfile.flush()
+        _give(Path(pwfile.name), os_user)
+        done = subprocess.run(
+            [*command, "--pwfile", pwfile.name],
+            capture_output=True,
+            text=True,
+            cwd=data_dir,
+            **as_user_kwargs(os_user),
+        )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"initdb into {data_dir} as {os_user} failed (that user must be able to reach the "
+            f"directory):\n{done.stdout}{done.stderr}"
+        )
+    # Any address may try: the listen address decides who can reach the server at all, and
+    # make cluster HOSTS=3 connects from other network namespaces.
+    (data_dir / "pg_hba.conf").write_text(
+        "# TYPE  DATABASE  USER  ADDRESS  METHOD  (written by tools/servers.py)\n"
+        "local   all       all            peer\n"
+        "host    all       all   all      scram-sha-256\n"
+    )
+    return True
+
+
+def postgres_command(
+    data_dir: Path, host: str, port: int, durable: bool = True, settings: tuple[str, ...] = ()
+) -> list[str]:
+    """
+    The `postgres` command line: TCP on host:port only (no unix socket, so no socket file is
+    left behind and no path is too long), logging to its stdout; `durable=False` trades crash
+    safety for speed (throwaway servers: no fsync); `settings` adds `name=value` settings.
+    """
+    command = [
+        postgres_binary("postgres"),
+        "-D", str(data_dir),
+        "-h", host,
+        "-p", str(port),
+        "-c", "unix_socket_directories=",
+        "-c", "logging_collector=off",
+    ]  # fmt: skip
+    if not durable:
+        settings = ("fsync=off", "synchronous_commit=off", "full_page_writes=off", *settings)
+    for setting in settings:
+        command += ["-c", setting]
+    return command
+
+
+def postgres_url(
+    host: str,
+    port: int,
+    password: str,
+    database: str = POSTGRES_DATABASE,
+    user: str = POSTGRES_ROLE,
+) -> str:
+    """The DATABASE_URL of a database on such a server."""
+    address = f"[{host}]" if ":" in host else host
+    credentials = f"{quote(user, safe='')}:{quote(password, safe='')}"
+    return f"postgres://{credentials}@{address}:{port}/{quote(database, safe='')}"
+
+
+def with_options(url: str, options: Mapping[str, str]) -> str:
+    """A DATABASE_URL with query options (config/database.py says which there are)."""
+    query = "&".join(f"{key}={value}" for key, value in options.items())
+    return f"{url}?{query}" if query else url
+
+
+def wait_for_postgres(
+    log_path: Path, process: subprocess.Popen | None, since: int = 0, timeout: float = 60.0
+) -> None:
+    """Return once the server's log (after byte `since`) says it accepts connections."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"postgres exited with {process.returncode}")
+        if log_path.exists():
+            with log_path.open("rb") as log:
+                log.seek(since)
+                if POSTGRES_READY.encode() in log.read():
+                    return
+        time.sleep(0.02)
+    raise TimeoutError(f"PostgreSQL was not ready within {timeout} s; see {log_path}")
+
+
+def create_database(url: str, name: str = POSTGRES_DATABASE) -> bool:
+    """Create database `name` on the server of `url` (any database of it) unless it exists."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(url, dbname="postgres", autocommit=True) as connection:
+        exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        if exists.fetchone():
+            return False
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return True
+
+
+@dataclass
+class Postgres:
+    """
+    A PostgreSQL server that this process started: `url()` names a database on it, `restart()`
+    stops it fast (clients are cut off) and starts it again on the same port, `stop()` ends
+    it and, for a throwaway server, removes its data.
+    """
+
+    server: ServerProcess
+    data_dir: Path
+    host: str
+    password: str
+    os_user: str
+    durable: bool
+    throwaway: Path | None = None
+
+    @property
+    def port(self) -> int:
+        """The TCP port it listens on."""
+        return self.server.port
+
+    def url(self, database: str = POSTGRES_DATABASE, **options: str) -> str:
+        """The DATABASE_URL of `database`, with query `options` (e.g. conn_max_age="60")."""
+        return with_options(postgres_url(self.host, self.port, self.password, database), options)
+
+    def restart(self) -> None:
+        """A fast shutdown (SIGINT: every client connection is cut), then the same server again."""
+        self.server.stop(signal.SIGINT, timeout=30)
+        since = self.server.log_size()
+        self.server = _launch(
+            self.server.name,
+            self.server.command,
+            self.port,
+            None,
+            as_user=self.os_user,
+            cwd=self.data_dir,
+            log_path=self.server.log_path,
+        )
+        wait_for_postgres(self.server.log_path, self.server.process, since)
+
+    def stop(self) -> None:
+        """A fast shutdown; a throwaway server's data goes with it."""
+        self.server.stop(signal.SIGINT, timeout=30)
+        if self.throwaway is not None:
+            shutil.rmtree(self.throwaway, ignore_errors=True)
+
+
+def start_postgres(
+    data_dir: Path | None = None,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    password: str | None = None,
+    os_user: str | None = None,
+    name: str = "postgres",
+    settings: tuple[str, ...] = (),
+) -> Postgres:
+    """
+    A PostgreSQL server on host:port with the database POSTGRES_DATABASE. Without `data_dir`,
+    a throwaway one: a fresh data directory (no fsync), removed by `stop()`. With one, its
+    cluster is created there once (`password` must then be the same each time). `settings`:
+    more `name=value` server settings (e.g. `log_connections=on`).
+    """
+    os_user = os_user or postgres_os_user()
+    port = port or free_port()
+    throwaway = None
+    if data_dir is None:
+        # Not under pytest's tmp_path: its folders are private to the current user.
+        throwaway = Path(tempfile.mkdtemp(prefix="showcase-postgres-"))
+        _give(throwaway, os_user)
+        data_dir = throwaway / "data"
+    password = password or secrets.token_urlsafe(24)
+    durable = throwaway is None
+    init_postgres(data_dir, password, os_user, durable)
+    command = postgres_command(data_dir, host, port, durable, settings)
+    server = _launch(name, command, port, None, as_user=os_user, cwd=data_dir)
+    postgres = Postgres(server, data_dir, host, password, os_user, durable, throwaway)
+    try:
+        wait_for_postgres(server.log_path, server.process)
+        create_database(postgres.url())
+    except BaseException:
+        postgres.stop()
+        raise
+    return postgres
+
+
+@dataclass
+class PostgresProgram:
+    """
+    PostgreSQL as a supervisord program (deploy/postgres.conf, `make cluster`): its data
+    directory (created once by `init()`), the address and port it listens on, its password,
+    and the unprivileged user who owns the directory and runs the server.
+    """
+
+    data_dir: Path
+    password: str
+    host: str = "127.0.0.1"
+    port: int = field(default_factory=free_port)
+    os_user: str = field(default_factory=postgres_os_user)
+
+    def init(self) -> bool:
+        """`initdb` the data directory unless it holds a cluster already (then False)."""
+        return init_postgres(self.data_dir, self.password, self.os_user)
+
+    def url(self, database: str = POSTGRES_DATABASE, **options: str) -> str:
+        """The DATABASE_URL of `database` on it, with query `options` (config/database.py)."""
+        return with_options(postgres_url(self.host, self.port, self.password, database), options)
+
+    def values(self, run_dir: Path) -> dict[str, str]:
+        """deploy/postgres.conf's placeholders."""
+        return {
+            "RUN": str(run_dir),
+            "POSTGRES_COMMAND": shlex.join(postgres_command(self.data_dir, self.host, self.port)),
+            "POSTGRES_USER": self.os_user,
+            "POSTGRES_DATA": str(self.data_dir),
+        }
+
+
 # ---------------------------------------------------------------------------- the cluster
 # `make cluster` (tools/cluster.py) and the browser tests through nginx: the files in deploy/,
 # filled in, with nginx in front of supervisord's daphne processes, worker and redis-server.
@@ -522,14 +851,16 @@ def restart_one_at_a_time(run_dir: Path, names: list[str]) -> None:
 class Cluster:
     """
     A running cluster: nginx on `port` in front of supervisord, which runs `workers` daphne
-    processes (supervisor names `daphne:daphne0`, ...), the Channels worker and a redis-server,
-    all with their sockets, logs and filled-in configuration under `run_dir`.
+    processes (supervisor names `daphne:daphne0`, ...), the Channels worker, a redis-server and,
+    when `postgres` is set, PostgreSQL, all with their sockets, logs and filled-in configuration
+    under `run_dir`.
     """
 
     run_dir: Path
     workers: int
     supervisor: ServerProcess
     nginx: ServerProcess
+    postgres: PostgresProgram | None = None
 
     @property
     def port(self) -> int:
@@ -630,7 +961,8 @@ class Cluster:
     def stop(self) -> None:
         """Stop nginx, then supervisord, which stops its programs (and waits for them)."""
         self.nginx.stop()
-        self.supervisor.stop(timeout=30)
+        # Daphne and the worker get 15 s each, then PostgreSQL its fast shutdown.
+        self.supervisor.stop(timeout=60)
 
 
 def write_cluster_config(
@@ -640,9 +972,13 @@ def write_cluster_config(
     daphne_args: tuple[str, ...] = (),
     static_root: Path | None = None,
     app: str = APPLICATION,
+    postgres: PostgresProgram | None = None,
 ) -> list[Path]:
-    """Fill in deploy/'s templates into `run_dir`; return the daphne processes' sockets."""
-    for folder in (run_dir / "logs", run_dir / "nginx-temp"):
+    """
+    Fill in deploy/'s templates into `run_dir` (with PostgreSQL's program when `postgres` is
+    given); return the daphne processes' sockets.
+    """
+    for folder in (run_dir / "logs", run_dir / "nginx-temp", run_dir / "programs"):
         folder.mkdir(parents=True, exist_ok=True)
     sockets = [run_dir / f"daphne{n}.sock" for n in range(workers)]
     values = {
@@ -661,6 +997,12 @@ def write_cluster_config(
     }
     for template in ("supervisord.conf", "nginx.conf", "nginx-site.conf"):
         (run_dir / template).write_text(render(DEPLOY_DIR / template, values))
+    # An earlier run's optional programs must not come back with this one.
+    for stale in (run_dir / "programs").glob("*.conf"):
+        stale.unlink()
+    if postgres is not None:
+        program = render(DEPLOY_DIR / "postgres.conf", postgres.values(run_dir))
+        (run_dir / "programs" / "postgres.conf").write_text(program)
     return sockets
 
 
@@ -672,16 +1014,24 @@ def start_cluster(
     daphne_args: tuple[str, ...] = (),
     static_root: Path | None = None,
     app: str = APPLICATION,
+    postgres: PostgresProgram | None = None,
+    prepare: Callable[[], None] | None = None,
 ) -> Cluster:
     """
     Fill in deploy/'s templates under `run_dir`, start supervisord (daphne x `workers`, the
-    worker, redis-server) and, once every daphne accepts, nginx on
-    `port`. The caller has run `collectstatic` into `static_root` and migrated the database
-    that `env` names; `env` is the processes' environment (SECRET_KEY, DATABASE_PATH, ...).
+    worker, redis-server and, with `postgres`, PostgreSQL, whose data directory `init()` has
+    made) and, once every daphne accepts, nginx on `port`. `prepare()` runs once Redis and
+    PostgreSQL accept, before nginx lets anyone in (`make cluster` migrates there). The caller
+    has run `collectstatic` into `static_root`; `env` is the processes' environment
+    (SECRET_KEY, DATABASE_URL or DATABASE_PATH, ...).
     """
     port = port or free_port()
     run_dir = (run_dir or ARTIFACTS / f"cluster-{port}").resolve()
-    sockets = write_cluster_config(run_dir, workers, port, daphne_args, static_root, app)
+    sockets = write_cluster_config(
+        run_dir, workers, port, daphne_args, static_root, app, postgres=postgres
+    )
+    postgres_log = run_dir / "logs" / "postgres.log"
+    postgres_log_start = postgres_log.stat().st_size if postgres_log.exists() else 0
 
     command = [
         sys.executable,
@@ -694,10 +1044,15 @@ def start_cluster(
     supervisor = _launch("supervisord", command, port, dict(env or server_env()), own_session=True)
     nginx = None
     try:
-        for path in [run_dir / "redis.sock", *sockets]:
+        wait_for_unix_socket(run_dir / "redis.sock", supervisor.process)
+        if postgres is not None:
+            wait_for_postgres(postgres_log, supervisor.process, since=postgres_log_start)
+        if prepare is not None:
+            prepare()
+        for path in sockets:
             wait_for_unix_socket(path, supervisor.process)
         nginx = start_nginx(run_dir / "nginx.conf", port, run_dir, name="nginx")
-        cluster = Cluster(run_dir, workers, supervisor, nginx)
+        cluster = Cluster(run_dir, workers, supervisor, nginx, postgres)
         # A daphne accepts before supervisord counts it RUNNING (startsecs): wait for both, so
         # whoever uses the cluster next finds every program settled.
         for name in cluster.daphnes:
@@ -706,21 +1061,45 @@ def start_cluster(
         # Ctrl-C while starting, too: nothing may be left running.
         if nginx is not None:
             nginx.stop()
-        supervisor.stop(timeout=30)
+        supervisor.stop(timeout=60)
         if not isinstance(error, Exception):
             raise
-        raise RuntimeError(f"the cluster failed to start; see {run_dir}") from None
+        raise RuntimeError(f"the cluster failed to start ({error}); see {run_dir}") from None
     return cluster
+
+
+def with_postgres(command: list[str]) -> int:
+    """
+    Run `command` with DATABASE_URL naming a throwaway PostgreSQL (`make compat`'s unit tests);
+    stop the server and remove its data when the command ends, however it ends.
+    """
+    postgres = start_postgres()
+    try:
+        print(f"with-postgres: {postgres.url().split('@')[-1]}", flush=True)
+        env = {**os.environ, "DATABASE_URL": postgres.url()}
+        child = subprocess.Popen(command, env=env)
+        try:
+            return child.wait()
+        except KeyboardInterrupt:
+            # The terminal's Ctrl-C reached the command too: let it finish stopping.
+            return child.wait()
+    finally:
+        postgres.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
     """
     `python -m tools.servers run SERVER [--host H] [--port P]`: replace this process with the
-    server, as `make run` does; `python -m tools.servers flags SERVER` prints its flags.
+    server, as `make run` does; `python -m tools.servers flags SERVER` prints its flags;
+    `python -m tools.servers with-postgres -- COMMAND...` runs a command on a throwaway
+    PostgreSQL (DATABASE_URL).
     """
     import argparse
-    import shlex
 
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["with-postgres"]:
+        command = argv[2:] if argv[1:2] == ["--"] else argv[1:]
+        sys.exit(with_postgres(command))
     parser = argparse.ArgumentParser(prog="python -m tools.servers")
     parser.add_argument("action", choices=("run", "flags"))
     parser.add_argument("server", choices=SERVERS)

@@ -12,7 +12,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tools.servers import BASE_DIR, PLACEHOLDER, find_binary, write_cluster_config
+from tools.servers import (
+    BASE_DIR,
+    PLACEHOLDER,
+    PostgresProgram,
+    find_binary,
+    postgres_os_user,
+    write_cluster_config,
+)
 
 # The HTTPS settings, which `HTTPS=1` turns on behind a TLS-terminating proxy.
 HTTPS_WARNINGS = {"security.W004", "security.W008", "security.W012", "security.W016"}
@@ -38,10 +45,22 @@ def test_templates_fill_in_to_a_configuration_nginx_accepts(tmp_path: Path) -> N
     assert "syntax is ok" in checked.stderr
 
 
-def test_supervisord_runs_every_program_with_restarts(tmp_path: Path) -> None:
-    write_cluster_config(tmp_path, workers=2, port=18080, daphne_args=("--ping-interval", "20"))
+def supervisord_config(run_dir: Path) -> configparser.RawConfigParser:
+    """The filled-in supervisord.conf with the files it includes, as supervisord reads them."""
     config = configparser.RawConfigParser()
-    config.read(tmp_path / "supervisord.conf")
+    config.read(run_dir / "supervisord.conf")
+    pattern = config["include"]["files"]
+    assert pattern == f"{run_dir}/programs/*.conf"
+    config.read(sorted(run_dir.glob("programs/*.conf")))
+    return config
+
+
+def test_supervisord_runs_every_program_with_restarts(tmp_path: Path) -> None:
+    postgres = PostgresProgram(tmp_path / "pg-data", password="not-in-any-file", port=15432)
+    write_cluster_config(
+        tmp_path, workers=2, port=18080, daphne_args=("--ping-interval", "20"), postgres=postgres
+    )
+    config = supervisord_config(tmp_path)
     daphne = config["program:daphne"]
     assert daphne["numprocs"] == "2"
     command = " ".join(daphne["command"].split())
@@ -49,9 +68,39 @@ def test_supervisord_runs_every_program_with_restarts(tmp_path: Path) -> None:
     assert "--proxy-headers" in command
     assert command.endswith("--ping-interval 20 config.asgi:application")
     assert config["program:worker"]["command"].endswith("manage.py runworker jobs")
-    for program in ("redis", "daphne", "worker"):
+    for program in ("redis", "daphne", "worker", "postgres"):
         assert config[f"program:{program}"]["autorestart"] == "true"
     assert f'REDIS_URL="unix://{tmp_path}/redis.sock"' in config["supervisord"]["environment"]
+
+
+def test_postgres_runs_unprivileged_starts_first_and_stops_fast_and_last(tmp_path: Path) -> None:
+    postgres = PostgresProgram(tmp_path / "pg-data", password="not-in-any-file", port=15432)
+    write_cluster_config(tmp_path, workers=2, port=18080, postgres=postgres)
+    config = supervisord_config(tmp_path)
+    program = config["program:postgres"]
+    command = program["command"].split()
+    assert command[0].endswith("/bin/postgres")
+    assert command[1:7] == ["-D", str(tmp_path / "pg-data"), "-h", "127.0.0.1", "-p", "15432"]
+    assert "unix_socket_directories=" in command  # TCP only: no socket file left behind
+    # It refuses root: as root (CI) the system user postgres runs it, else the current user.
+    assert program["user"] == postgres_os_user() != "root"
+    assert program["directory"] == str(tmp_path / "pg-data")
+    # SIGINT is the fast shutdown (SIGTERM would wait for every client); supervisord stops
+    # programs in reverse priority order, so the database goes last.
+    assert program["stopsignal"] == "INT"
+    others = [int(config[f"program:{p}"]["priority"]) for p in ("redis", "daphne", "worker")]
+    assert int(program["priority"]) < min(others)
+    # The password reaches the programs through the environment, never a file on disk.
+    for path in tmp_path.rglob("*.conf"):
+        assert "not-in-any-file" not in path.read_text(), path
+
+
+def test_a_cluster_without_its_own_postgres_drops_an_earlier_runs_program(tmp_path: Path) -> None:
+    postgres = PostgresProgram(tmp_path / "pg-data", password="pw", port=15432)
+    write_cluster_config(tmp_path, workers=1, port=18080, postgres=postgres)
+    assert "program:postgres" in supervisord_config(tmp_path)
+    write_cluster_config(tmp_path, workers=1, port=18080)  # DATABASE_URL names a database
+    assert "program:postgres" not in supervisord_config(tmp_path)
 
 
 def check_deploy(**env: str) -> set[str]:
