@@ -7,6 +7,7 @@ for a laptop: SQLite, the in-memory channel layer, DEBUG off unless asked for.
 
 import json
 import os
+import socket
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -108,15 +109,25 @@ DATABASES = {
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # ----------------------------------------------------------------------------- channel layer
-# No REDIS_URL: one process, messages in memory (`make run`). With REDIS_URL, channels-redis
-# carries group messages between server processes. CHANNEL_LAYER=pubsub picks the Pub/Sub
-# layer (lower latency, no per-channel queue, so no capacity and no backlog).
+# No Redis: one process, messages in memory (`make run`). With Redis, channels-redis carries
+# group messages between server processes. CHANNEL_LAYER=pubsub picks the Pub/Sub layer (lower
+# latency, no per-channel queue, so no capacity and no backlog).
+# Redis is named in one of two ways (apps/core/redis_clients.py, docs/settings.md): REDIS_URL,
+# one server; or REDIS_SENTINELS ("host:port,host:port,..."), the Redis Sentinels that watch a
+# primary and its replicas, which clients ask for the primary of REDIS_MASTER_NAME at every
+# (re)connect, so a failover reaches them by itself (`make cluster`).
+from apps.core.redis_clients import layer_host, parse_sentinels  # noqa: E402
+
 REDIS_URL = os.environ.get("REDIS_URL", "")
+REDIS_SENTINELS = parse_sentinels(os.environ.get("REDIS_SENTINELS", ""))
+REDIS_MASTER_NAME = os.environ.get("REDIS_MASTER_NAME") or "showcase"
+if REDIS_URL and REDIS_SENTINELS:
+    raise ImproperlyConfigured("set REDIS_URL or REDIS_SENTINELS, not both.")
 CHANNEL_LAYER = os.environ.get("CHANNEL_LAYER", "core")
 if CHANNEL_LAYER not in {"core", "pubsub"}:
     raise ImproperlyConfigured(f"CHANNEL_LAYER={CHANNEL_LAYER!r}: use 'core' or 'pubsub'.")
 
-if REDIS_URL:
+if REDIS_URL or REDIS_SENTINELS:
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialBackoff
 
@@ -138,11 +149,13 @@ if REDIS_URL:
             ),
             "CONFIG": {
                 "hosts": [
-                    {
-                        "address": REDIS_URL,
-                        "retry": REDIS_RETRY,
-                        "socket_timeout": REDIS_SOCKET_TIMEOUT,
-                    }
+                    layer_host(
+                        REDIS_URL,
+                        REDIS_SENTINELS,
+                        REDIS_MASTER_NAME,
+                        retry=REDIS_RETRY,
+                        socket_timeout=REDIS_SOCKET_TIMEOUT,
+                    )
                 ]
             },
         }
@@ -218,6 +231,10 @@ LOGGING = {
 }
 
 # ----------------------------------------------------------------------------- showcase
+# The name of the host this process runs on, as `info` reports it: the machine's host name,
+# unless the deployment names its hosts itself (`make cluster HOSTS=3` sets "a" and "b").
+SHOWCASE_HOST = os.environ.get("SHOWCASE_HOST") or socket.gethostname()
+
 # The subprotocol every endpoint agrees to when a client offers it (ws.protocol in the browser).
 WS_SUBPROTOCOL = "showcase.v1"
 
@@ -280,10 +297,10 @@ SSE_KEEPALIVE_SECONDS = float(os.environ.get("SSE_KEEPALIVE_SECONDS") or 15)
 # How often a lobby stream re-checks that its session still logs the user in (logout ends it).
 SSE_SESSION_CHECK_SECONDS = float(os.environ.get("SSE_SESSION_CHECK_SECONDS") or 10)
 
-# The background worker (apps/jobs). With the in-memory layer (no REDIS_URL) only this process
+# The background worker (apps/jobs). With the in-memory layer (no Redis) only this process
 # can read the "jobs" channel, so the server runs the worker itself; with Redis, a separate
 # `manage.py runworker jobs` does (JOBS_IN_PROCESS=1 forces the in-process worker anyway).
-JOBS_IN_PROCESS = env_bool("JOBS_IN_PROCESS", not REDIS_URL)
+JOBS_IN_PROCESS = env_bool("JOBS_IN_PROCESS", not (REDIS_URL or REDIS_SENTINELS))
 JOBS_MAX_N = int(os.environ.get("JOBS_MAX_N") or 2_000_000)  # count primes up to this, at most
 JOBS_PER_SOCKET = int(os.environ.get("JOBS_PER_SOCKET") or 2)  # unfinished jobs per socket
 
@@ -304,3 +321,9 @@ if env_bool("HTTPS", False):
 # The lobby's chat history (apps/core/lobby.py) keeps this many messages for sockets that
 # resume after a reconnect; the README's lobby section says why 1000. Tests shorten it.
 LOBBY_HISTORY = int(os.environ.get("LOBBY_HISTORY") or 1000)
+# A chat message counts as stored, and is announced to the lobby, only once LOBBY_REPLICAS
+# Redis replicas have it (Redis's WAIT, for up to LOBBY_REPLICA_WAIT_MS): a failover then loses
+# no message the lobby announced. Unset: 1 behind Sentinel (REDIS_SENTINELS), 0 otherwise. A
+# message no replica confirms in time is withdrawn, and its sender gets `chat_not_saved`.
+LOBBY_REPLICAS = int(os.environ["LOBBY_REPLICAS"]) if os.environ.get("LOBBY_REPLICAS") else None
+LOBBY_REPLICA_WAIT_MS = int(os.environ.get("LOBBY_REPLICA_WAIT_MS") or 1000)

@@ -122,7 +122,8 @@ def close_args(content: dict[str, Any]) -> tuple[int, str]:
 def info(consumer: Any) -> Envelope:
     """
     Where this consumer runs: the thread name tells a worker thread from the event loop, the
-    process id which server process (behind a load balancer, one of several), and `client` the
+    process id which server process (behind a load balancer, one of several), `host` which
+    machine (settings.SHOWCASE_HOST: in `make cluster HOSTS=3`, "a" or "b"), and `client` the
     peer's address as the server saw it (behind a proxy, from its X-Forwarded-For).
     """
     user = consumer.scope.get("user")
@@ -132,6 +133,7 @@ def info(consumer: Any) -> Envelope:
         "consumer": type(consumer).__name__,
         "thread": threading.current_thread().name,
         "process": os.getpid(),
+        "host": settings.SHOWCASE_HOST,
         "client": list(client) if client else None,
         "path": consumer.scope["path"],
         "subprotocols_offered": list(consumer.scope.get("subprotocols", ())),
