@@ -115,12 +115,14 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # Redis is named in one of two ways (apps/core/redis_clients.py, docs/settings.md): REDIS_URL,
 # one server; or REDIS_SENTINELS ("host:port,host:port,..."), the Redis Sentinels that watch a
 # primary and its replicas, which clients ask for the primary of REDIS_MASTER_NAME at every
-# (re)connect, so a failover reaches them by itself (`make cluster`).
+# (re)connect, so a failover reaches them by itself (`make cluster`); REDIS_PASSWORD is the
+# password of that group's servers and Sentinels.
 from apps.core.redis_clients import layer_host, parse_sentinels  # noqa: E402
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 REDIS_SENTINELS = parse_sentinels(os.environ.get("REDIS_SENTINELS", ""))
 REDIS_MASTER_NAME = os.environ.get("REDIS_MASTER_NAME") or "showcase"
+REDIS_PASSWORD = os.environ.get("REDIS_PASSWORD", "")
 if REDIS_URL and REDIS_SENTINELS:
     raise ImproperlyConfigured("set REDIS_URL or REDIS_SENTINELS, not both.")
 CHANNEL_LAYER = os.environ.get("CHANNEL_LAYER", "core")
@@ -153,6 +155,7 @@ if REDIS_URL or REDIS_SENTINELS:
                         REDIS_URL,
                         REDIS_SENTINELS,
                         REDIS_MASTER_NAME,
+                        REDIS_PASSWORD,
                         retry=REDIS_RETRY,
                         socket_timeout=REDIS_SOCKET_TIMEOUT,
                     )

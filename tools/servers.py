@@ -9,6 +9,7 @@ import contextlib
 import getpass
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -363,6 +364,299 @@ def start_redis(port: int | None = None) -> ServerProcess:
     return _spawn("redis", command, port, None)
 
 
+# ---------------------------------------------------------------------------- Redis with Sentinel
+# A primary, one replica and three Sentinels (deploy/redis.conf, deploy/sentinel.conf): what
+# `make cluster` runs under supervisord, and what `start_redis_group` runs for tests. Clients
+# find the primary through the Sentinels (apps/core/redis_clients.py).
+MASTER_NAME = "showcase"
+# How long a primary may not answer before a Sentinel thinks it down (deploy/sentinel.conf).
+DOWN_AFTER_MS = 1000
+FAILOVER_TIMEOUT_MS = 5000
+# How long a restarted Redis server waits for the Sentinels to promote another before it gives
+# up and starts as an empty primary (only when no other server of the group is left).
+REJOIN_LIMIT_SECONDS = 60.0
+
+
+@dataclass
+class RedisGroup:
+    """Where a Redis group lives: its servers (the first starts as primary) and Sentinels."""
+
+    host: str
+    nodes: list[int]
+    sentinels: list[int]
+    password: str
+    master_name: str = MASTER_NAME
+
+    def env(self) -> dict[str, str]:
+        """The settings that point a process at this group (REDIS_SENTINELS and the rest)."""
+        return {
+            "REDIS_SENTINELS": ",".join(f"{self.host}:{port}" for port in self.sentinels),
+            "REDIS_MASTER_NAME": self.master_name,
+            "REDIS_PASSWORD": self.password,
+        }
+
+    def client(self, port: int, **options: Any) -> Any:
+        """A (synchronous) redis-py client of one server or Sentinel of the group."""
+        import redis
+
+        options.setdefault("decode_responses", True)
+        return redis.Redis(
+            host=self.host, port=port, password=self.password, socket_timeout=2, **options
+        )
+
+    def primary(self) -> tuple[str, int] | None:
+        """The primary's address as a majority of the Sentinels that answer name it, or None."""
+        votes: dict[tuple[str, int], int] = {}
+        for port in self.sentinels:
+            with contextlib.suppress(Exception), self.client(port) as sentinel:
+                found = sentinel.sentinel_get_master_addr_by_name(self.master_name)
+                if found:
+                    address = (found[0], int(found[1]))
+                    votes[address] = votes.get(address, 0) + 1
+        if not votes:
+            return None
+        best = max(votes, key=votes.__getitem__)
+        return best if votes[best] * 2 > len(self.sentinels) else None
+
+    def wait_for_primary(self, other_than: int | None = None, timeout: float = 30.0) -> int:
+        """
+        Wait until a majority of Sentinels name a primary (other than port `other_than`) that
+        answers as one; return its port.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.primary()
+            if found and found[1] != other_than and self.role(found[1]) == "master":
+                return found[1]
+            time.sleep(0.05)
+        raise TimeoutError(f"the Sentinels named no new primary within {timeout} s")
+
+    def role(self, port: int) -> str | None:
+        """What a server says it is ("master" or "slave"), or None if it does not answer."""
+        try:
+            with self.client(port) as server:
+                return server.execute_command("ROLE")[0]
+        except Exception:
+            return None
+
+    def wait_for_replica(self, port: int, timeout: float = 30.0) -> None:
+        """Wait until server `port` is a replica whose link to the primary is up."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Exception), self.client(port) as server:
+                role = server.execute_command("ROLE")
+                if role[0] == "slave" and role[3] == "connected":
+                    return
+            time.sleep(0.05)
+        raise TimeoutError(f"Redis on port {port} was no connected replica within {timeout} s")
+
+
+def redis_values(
+    group: RedisGroup,
+    node: int | None = None,
+    sentinel: int | None = None,
+    directory: Path = BASE_DIR,
+) -> dict[str, str]:
+    """The placeholders of deploy/redis.conf (node n) or deploy/sentinel.conf (sentinel n)."""
+    values = {
+        "HOST": group.host,
+        "DIR": str(directory),
+        "PASSWORD": group.password,
+        "MASTER_NAME": group.master_name,
+        "PRIMARY_HOST": group.host,
+        "PRIMARY_PORT": str(group.nodes[0]),
+        "DOWN_AFTER_MS": str(DOWN_AFTER_MS),
+        "FAILOVER_TIMEOUT_MS": str(FAILOVER_TIMEOUT_MS),
+    }
+    values["PORT"] = str(group.nodes[node] if node is not None else group.sentinels[sentinel or 0])
+    return values
+
+
+def write_redis_group(group: RedisGroup, directory: Path) -> tuple[list[Path], list[Path]]:
+    """
+    Each server's and each Sentinel's filled-in configuration and working directory under
+    `directory` (redis0/, redis1/, sentinel0/, ...; readable by the owner only: it holds the
+    password). Returns the server configurations and the Sentinel configurations.
+    """
+    nodes, sentinels = [], []
+    for kind, count, template, out in (
+        ("redis", len(group.nodes), "redis.conf", nodes),
+        ("sentinel", len(group.sentinels), "sentinel.conf", sentinels),
+    ):
+        for n in range(count):
+            folder = directory / f"{kind}{n}"
+            shutil.rmtree(folder, ignore_errors=True)  # a restart's marker must not survive
+            folder.mkdir(parents=True, mode=0o700)
+            values = redis_values(
+                group, node=n if kind == "redis" else None, sentinel=n, directory=folder
+            )
+            config = folder / template
+            config.touch(mode=0o600)
+            config.write_text(render(DEPLOY_DIR / template, values))
+            out.append(config)
+    return nodes, sentinels
+
+
+def redis_node_command(
+    group: RedisGroup, node: int, config: Path, python: str = sys.executable
+) -> list[str]:
+    """How a server of the group starts: through `redis-node`, which asks the Sentinels first."""
+    first = "" if node == 0 else f"{group.host}:{group.nodes[0]}"
+    sentinels = ",".join(f"{group.host}:{port}" for port in group.sentinels)
+    return [
+        python, "-m", "tools.servers", "redis-node", str(config),
+        "--sentinels", sentinels, "--master-name", group.master_name,
+        "--first-start-replica-of", first,
+    ]  # fmt: skip
+
+
+def sentinel_command(config: Path) -> list[str]:
+    """How a Sentinel starts: Redis's own, from the installed redis-server."""
+    binary = find_binary("redis-server", "/usr/bin/redis-server", "/usr/sbin/redis-server")
+    return [binary, str(config), "--sentinel"]
+
+
+def run_redis_node(argv: list[str]) -> None:
+    """
+    `python -m tools.servers redis-node CONFIG ...`: become one Redis server of a group, in the
+    role the Sentinels say. On its first start (no marker in its directory) a server takes the
+    role it was configured with. A later start is a restart after a crash, with no data (no
+    persistence): while the Sentinels still name this server the primary, it waits for them to
+    promote the replica (its replica would otherwise copy an empty primary and lose
+    everything), then starts as a replica of the new primary.
+    """
+    import argparse
+    import shlex
+
+    import redis
+
+    parser = argparse.ArgumentParser(prog="python -m tools.servers redis-node")
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--sentinels", required=True)
+    parser.add_argument("--master-name", default=MASTER_NAME)
+    parser.add_argument("--first-start-replica-of", default="")
+    args = parser.parse_args(argv)
+    # Redis rewrites this file itself (Sentinel asks it to, after a failover), quoting values.
+    lines = [line for line in args.config.read_text().splitlines() if line.strip()[:1] != "#"]
+    settings = {words[0]: words[1:] for words in map(shlex.split, lines) if words}
+    me = (settings["bind"][0], int(settings["port"][0]))
+    password = settings.get("requirepass", [None])[0]
+    marker = args.config.parent / "started-once"
+    binary = find_binary("redis-server", "/usr/bin/redis-server", "/usr/sbin/redis-server")
+    command = [binary, str(args.config)]
+
+    def say(text: str) -> None:
+        print(f"redis-node {me[0]}:{me[1]}: {text}", flush=True)
+
+    if not marker.exists():
+        marker.touch()
+        if args.first_start_replica_of:
+            host, _, port = args.first_start_replica_of.rpartition(":")
+            command += ["--replicaof", host, port]
+        say("first start, " + ("as a replica" if args.first_start_replica_of else "as primary"))
+        os.execv(binary, command)  # noqa: S606 (supervisord runs this server by its pid)
+    sentinels = [
+        (host, int(port))
+        for host, _, port in (item.rpartition(":") for item in args.sentinels.split(","))
+    ]
+    deadline = time.monotonic() + REJOIN_LIMIT_SECONDS
+    said = None
+    while True:
+        named = None
+        for host, port in sentinels:
+            with (
+                contextlib.suppress(redis.RedisError, OSError),
+                redis.Redis(
+                    host, port, password=password, socket_timeout=1, decode_responses=True
+                ) as sentinel,
+            ):
+                found = sentinel.sentinel_get_master_addr_by_name(args.master_name)
+                if found:
+                    named = (found[0], int(found[1]))
+                    break
+        if named != said:
+            said = named
+            say(f"restarted with no data; the Sentinels name {named} the primary")
+        if named and named != me:
+            say(f"restarted: the Sentinels name {named[0]}:{named[1]}; joining it as a replica")
+            command += ["--replicaof", named[0], str(named[1])]
+            break
+        if time.monotonic() > deadline:
+            say(f"no other primary after {REJOIN_LIMIT_SECONDS:.0f} s: starting as primary")
+            command += ["--replicaof", "no", "one"]
+            break
+        time.sleep(0.1)
+    os.execv(binary, command)  # noqa: S606
+
+
+def start_redis_group(host: str = "127.0.0.1", directory: Path | None = None) -> "RunningGroup":
+    """
+    A Redis primary, one replica and three Sentinels on `host`, as plain processes (tests):
+    everything `make cluster` runs under supervisord, without supervisord's restarts (a test
+    restarts a killed server itself: RunningGroup.restart).
+    """
+    ports = [free_port() for _ in range(5)]
+    group = RedisGroup(host, ports[:2], ports[2:], secrets.token_urlsafe(24))
+    directory = directory or ARTIFACTS / f"redis-group-{ports[0]}"
+    nodes, sentinels = write_redis_group(group, directory)
+    running = RunningGroup(group, [], {})
+    try:
+        for n, config in enumerate(nodes):
+            running.commands[group.nodes[n]] = redis_node_command(group, n, config)
+            running.restart(group.nodes[n])
+        group.wait_for_replica(group.nodes[1])
+        for n, config in enumerate(sentinels):
+            command = sentinel_command(config)
+            running.processes.append(_spawn(f"sentinel{n}", command, group.sentinels[n], None))
+        wait_for_sentinels(group)
+    except BaseException:
+        running.stop()
+        raise
+    return running
+
+
+def wait_for_sentinels(group: RedisGroup, timeout: float = 30.0) -> None:
+    """Wait until every Sentinel knows the replica and the other Sentinels (ready to fail over)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready = 0
+        for port in group.sentinels:
+            with contextlib.suppress(Exception), group.client(port) as sentinel:
+                state = sentinel.sentinel_master(group.master_name)
+                others = len(group.sentinels) - 1
+                if state["num-slaves"] >= 1 and state["num-other-sentinels"] >= others:
+                    ready += 1
+        if ready == len(group.sentinels):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"the Sentinels did not all see the group within {timeout} s")
+
+
+@dataclass
+class RunningGroup:
+    """A Redis group started by `start_redis_group`: its layout and its processes."""
+
+    group: RedisGroup
+    processes: list[ServerProcess]
+    commands: dict[int, list[str]]  # how each server starts, by port
+
+    def node(self, port: int) -> ServerProcess:
+        """The (latest) process of the server on `port`."""
+        return next(p for p in reversed(self.processes) if p.port == port)
+
+    def restart(self, port: int) -> ServerProcess:
+        """Start the server on `port` (again): after a crash, it rejoins as a replica."""
+        index = self.group.nodes.index(port)
+        server = _spawn(f"redis{index}", self.commands[port], port, None)
+        self.processes.append(server)
+        return server
+
+    def stop(self) -> None:
+        """Stop every server and Sentinel."""
+        for process in self.processes:
+            process.stop()
+
+
 def start_worker(
     env: Mapping[str, str] | None = None,
     channels: tuple[str, ...] = ("jobs",),
@@ -670,10 +964,17 @@ def start_cluster(
 def main(argv: list[str] | None = None) -> None:
     """
     `python -m tools.servers run SERVER [--host H] [--port P]`: replace this process with the
-    server, as `make run` does; `python -m tools.servers flags SERVER` prints its flags.
+    server, as `make run` does; `python -m tools.servers flags SERVER` prints its flags;
+    `python -m tools.servers redis-node CONFIG ...` starts one Redis server of a Sentinel group
+    (run_redis_node), as supervisord does in `make cluster`.
     """
     import argparse
     import shlex
+
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["redis-node"]:
+        run_redis_node(argv[1:])
+        return
 
     parser = argparse.ArgumentParser(prog="python -m tools.servers")
     parser.add_argument("action", choices=("run", "flags"))

@@ -8,7 +8,8 @@ Redis comes in one of two forms (docs/settings.md):
 - `REDIS_SENTINELS` ("host:port,host:port,...") names the Redis Sentinels that watch a primary
   and its replicas, and `REDIS_MASTER_NAME` the group they watch (`make cluster`). A client asks
   the Sentinels which server is the primary whenever it (re)connects, so after a failover its
-  next connection goes to the promoted replica.
+  next connection goes to the promoted replica. `REDIS_PASSWORD` is the group's password (the
+  servers' and the Sentinels').
 
 The channel layer (channels-redis, configured in settings.py with `layer_host`), the lobby's
 history (lobby.py), presence (apps/auth_ws/presence.py) and the journal (journal.py) all get
@@ -42,23 +43,31 @@ def parse_sentinels(text: str) -> list[Address]:
     return addresses
 
 
-def sentinel_options() -> dict[str, float]:
+def sentinel_options(password: str = "") -> dict[str, Any]:
     """The connection options for talking to the Sentinels themselves."""
-    return {"socket_timeout": SENTINEL_TIMEOUT, "socket_connect_timeout": SENTINEL_TIMEOUT}
+    options: dict[str, Any] = {
+        "socket_timeout": SENTINEL_TIMEOUT,
+        "socket_connect_timeout": SENTINEL_TIMEOUT,
+    }
+    if password:
+        options["password"] = password
+    return options
 
 
 def layer_host(
-    url: str, sentinels: list[Address], master_name: str, **options: Any
+    url: str, sentinels: list[Address], master_name: str, password: str = "", **options: Any
 ) -> dict[str, Any]:
     """
     One entry of channels-redis's `hosts`: `address` for one server, or channels-redis's
     Sentinel form (`sentinels` + `master_name`), with the connection `options` either way.
     """
     if sentinels:
+        if password:
+            options["password"] = password
         return {
             "sentinels": sentinels,
             "master_name": master_name,
-            "sentinel_kwargs": sentinel_options(),
+            "sentinel_kwargs": sentinel_options(password),
             **options,
         }
     return {"address": url, **options}
@@ -76,8 +85,11 @@ def connect(decode_responses: bool = False) -> Redis:
     """
     sentinels = getattr(settings, "REDIS_SENTINELS", None)
     if sentinels:
-        watchers = Sentinel(sentinels, sentinel_kwargs=sentinel_options())
-        return watchers.master_for(settings.REDIS_MASTER_NAME, decode_responses=decode_responses)
+        password = getattr(settings, "REDIS_PASSWORD", "") or None
+        watchers = Sentinel(sentinels, sentinel_kwargs=sentinel_options(password or ""))
+        return watchers.master_for(
+            settings.REDIS_MASTER_NAME, decode_responses=decode_responses, password=password
+        )
     if not settings.REDIS_URL:
         raise ImproperlyConfigured("no Redis configured: set REDIS_URL or REDIS_SENTINELS")
     return Redis.from_url(settings.REDIS_URL, decode_responses=decode_responses)
