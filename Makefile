@@ -14,7 +14,8 @@ BIN := $(VENV)/bin
 DAPHNE_FLAGS ?= $(shell $(BIN)/python -m tools.servers flags daphne)
 
 .PHONY: run test unit e2e lint compat system-deps install clean bench soak \
-	conformance conformance-quick screenshots cluster cluster-restart bench-cluster
+	conformance conformance-quick screenshots cluster cluster-restart cluster-failover \
+	bench-cluster
 
 # ---------------------------------------------------------------- set-up
 $(BIN)/.installed: requirements/lock.txt pyproject.toml
@@ -54,19 +55,29 @@ run: install
 screenshots: install system-deps
 	$(BIN)/python -m tools.screenshots
 
-# ---------------------------------------------------------------- as deployed (README, "Deploying")
+# ---------------------------------------------------------------- as deployed (docs/deploying.md)
 # nginx on 127.0.0.1:PORT (8080 here, unless PORT is given) in front of WORKERS daphne
-# processes, a Channels worker and a redis-server under supervisord (deploy/), in the
-# foreground: Ctrl-C stops all of it. Run files, logs and the generated SECRET_KEY: .cluster/.
+# processes, a Channels worker, and Redis as a primary, a replica and three Sentinels under
+# supervisord (deploy/), in the foreground: Ctrl-C stops all of it. Run files, logs and the
+# generated SECRET_KEY: .cluster/. HOSTS=3 (as root): daphne on hosts "a" and "b", Redis and its
+# Sentinels on "c", each host a network namespace of its own; NETEM_DELAY=2ms adds that much
+# latency between hosts, each way.
 WORKERS ?= 2
+HOSTS ?= 1
+NETEM_DELAY ?=
 CLUSTER_PORT = $(if $(filter command line environment,$(origin PORT)),$(PORT),8080)
 cluster: install system-deps
 	$(BIN)/python -m tools.cluster --workers $(WORKERS) --port $(CLUSTER_PORT) \
-	  --daphne-args="$(DAPHNE_FLAGS)"
+	  --hosts $(HOSTS) --delay "$(NETEM_DELAY)" --daphne-args="$(DAPHNE_FLAGS)"
 
 # Restart the running cluster's daphne processes one at a time: browsers reconnect to the others.
 cluster-restart: install
 	$(BIN)/python -m tools.cluster restart
+
+# SIGKILL the running cluster's Redis primary; print it, the replica Sentinel promotes, and the
+# killed server rejoining as a replica once supervisord has restarted it.
+cluster-failover: install
+	$(BIN)/python -m tools.cluster failover
 
 # ---------------------------------------------------------------- load (127.0.0.1 only, bounded)
 # Styles, servers and channel layers side by side, with ceilings: a few minutes, then

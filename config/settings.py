@@ -6,6 +6,7 @@ for a laptop: SQLite, the in-memory channel layer, DEBUG off unless asked for.
 """
 
 import json
+import math
 import os
 import socket
 from pathlib import Path
@@ -137,6 +138,16 @@ if REDIS_URL or REDIS_SENTINELS:
     # retry: each dead connection failed the next command that met it, and that socket closed
     # 1011 (apps/auth_ws/tests/test_faults.py). Reconnecting on the spot, a few times, heals it.
     REDIS_RETRY = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3)
+    if REDIS_SENTINELS:
+        # Behind Sentinel, "unreachable" is nearly always a failover under way: the old primary
+        # gone, the replica not promoted yet (about 2-3 s here: docs/deploying.md). Clients
+        # retry for REDIS_FAILOVER_SECONDS, so sockets, the worker and the lobby ride through it
+        # instead of closing 4503 (or, for a consumer without outage handling, failing).
+        REDIS_FAILOVER_SECONDS = float(os.environ.get("REDIS_FAILOVER_SECONDS") or 10)
+        REDIS_RETRY = Retry(
+            ExponentialBackoff(cap=0.5, base=0.05),
+            retries=3 + max(0, math.ceil((REDIS_FAILOVER_SECONDS - 0.35) / 0.5)),
+        )
     # RedisChannelLayer waits for messages with BZPOPMIN for up to 5 s, and redis-py 8's
     # default socket timeout is 5 s too: on a busy machine the empty reply lands just after
     # it, and the consumer's receive loop (or a runworker) died of a TimeoutError. Reads get

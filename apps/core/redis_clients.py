@@ -16,6 +16,7 @@ history (lobby.py), presence (apps/auth_ws/presence.py) and the journal (journal
 their clients from here.
 """
 
+import copy
 from typing import Any
 
 from django.conf import settings
@@ -88,7 +89,11 @@ def connect(decode_responses: bool = False) -> Redis:
         password = getattr(settings, "REDIS_PASSWORD", "") or None
         watchers = Sentinel(sentinels, sentinel_kwargs=sentinel_options(password or ""))
         return watchers.master_for(
-            settings.REDIS_MASTER_NAME, decode_responses=decode_responses, password=password
+            settings.REDIS_MASTER_NAME,
+            decode_responses=decode_responses,
+            password=password,
+            # Through a failover, as the channel layer does (settings.REDIS_RETRY).
+            retry=copy.deepcopy(settings.REDIS_RETRY),
         )
     if not settings.REDIS_URL:
         raise ImproperlyConfigured("no Redis configured: set REDIS_URL or REDIS_SENTINELS")
