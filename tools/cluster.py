@@ -149,9 +149,7 @@ def delay_ms(text: str) -> float:
 def arguments() -> argparse.Namespace:
     """Command-line options: `run` (the default) or `restart`."""
     parser = argparse.ArgumentParser(prog="python -m tools.cluster", description=__doc__)
-    parser.add_argument(
-        "action", nargs="?", choices=("run", "restart", "failover"), default="run"
-    )
+    parser.add_argument("action", nargs="?", choices=("run", "restart", "failover"), default="run")
     parser.add_argument("--workers", type=int, default=2, help="daphne processes")
     parser.add_argument("--hosts", type=int, choices=(1, 3), default=1, help="1, or 3 hosts")
     parser.add_argument("--delay", default="", help="latency between hosts, e.g. 2ms")

@@ -18,6 +18,7 @@ starts and stops it; it runs until SIGTERM.
 import argparse
 import asyncio
 import collections
+import contextlib
 import signal
 import socket
 import time
@@ -91,10 +92,9 @@ class Wire:
         now = time.monotonic()
         while self.queue and self.queue[0][0] <= now:
             _, target, data = self.queue.popleft()
-            try:
+            # A full queue or a port going away drops the frame, as a switch would.
+            with contextlib.suppress(OSError):
                 self.sockets[target].send(data)
-            except OSError:
-                pass  # a full queue or a port going away drops the frame, as a switch would
         self.schedule()
 
 
