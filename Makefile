@@ -26,20 +26,23 @@ $(BIN)/.installed: requirements/lock.txt pyproject.toml
 
 install: $(BIN)/.installed
 
-# Debian's Chromium (Playwright cannot download its own here) and a redis-server the tests
-# start themselves. As root this installs them; otherwise it says what to run.
+# Debian's Chromium (Playwright cannot download its own here), and the redis-server, nginx and
+# PostgreSQL that the tests and `make cluster` start themselves (never the system services). As
+# root this installs them; otherwise it says what to run.
 system-deps:
 	@missing=""; \
 	command -v chromium >/dev/null || [ -x /usr/lib/chromium/chromium ] || missing="$$missing chromium"; \
 	command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || missing="$$missing redis-server"; \
 	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
+	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	  else \
 	    echo "missing:$$missing. On Debian/Ubuntu run: sudo apt-get install -y$$missing"; \
-	    echo "Elsewhere install a redis-server, nginx, and Chromium or: $(BIN)/playwright install chromium"; \
+	    echo "Elsewhere install a redis-server, nginx, PostgreSQL, and Chromium or: $(BIN)/playwright install chromium"; \
 	    exit 1; \
 	  fi; \
 	fi
@@ -57,11 +60,12 @@ screenshots: install system-deps
 
 # ---------------------------------------------------------------- as deployed (docs/deploying.md)
 # nginx on 127.0.0.1:PORT (8080 here, unless PORT is given) in front of WORKERS daphne
-# processes, a Channels worker, and Redis as a primary, a replica and three Sentinels under
-# supervisord (deploy/), in the foreground: Ctrl-C stops all of it. Run files, logs and the
-# generated SECRET_KEY: .cluster/. HOSTS=3 (as root): daphne on hosts "a" and "b", Redis and its
-# Sentinels on "c", each host a network namespace of its own; NETEM_DELAY=2ms adds that much
-# latency between hosts, each way.
+# processes, a Channels worker, PostgreSQL, and Redis as a primary, a replica and three Sentinels
+# under supervisord (deploy/), in the foreground: Ctrl-C stops all of it. Run files, logs, the
+# generated SECRET_KEY and database password, and PostgreSQL's data directory: .cluster/
+# (DATABASE_URL=... uses that database). HOSTS=3 (as root): daphne on hosts "a" and "b",
+# PostgreSQL, Redis and its Sentinels on "c", each host a network namespace of its own;
+# NETEM_DELAY=2ms adds that much latency between hosts, each way.
 WORKERS ?= 2
 HOSTS ?= 1
 NETEM_DELAY ?=

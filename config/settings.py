@@ -13,6 +13,8 @@ from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
+from config.database import database_settings
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -97,15 +99,21 @@ TEMPLATES = [
 ]
 
 # ----------------------------------------------------------------------------- database
-# The test runner and the browser suite's server process must share one file, so the test
-# database is a file too (an in-memory SQLite DB is invisible to another process).
+# DATABASE_URL names the database (config/database.py: its options for CONN_MAX_AGE,
+# CONN_HEALTH_CHECKS and Django's pool); without it, SQLite in DATABASE_PATH (`make run`).
+# `make cluster` runs its own PostgreSQL and sets DATABASE_URL for every process.
+# The test runner and the browser suite's server processes must share one test database, so
+# for SQLite it is a file too (an in-memory SQLite DB is invisible to another process); for
+# PostgreSQL, TEST_DATABASE_NAME (else Django's test_<NAME>) on the same server.
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
 DATABASE_PATH = Path(os.environ.get("DATABASE_PATH", BASE_DIR / "db.sqlite3"))
 DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": DATABASE_PATH,
-        "TEST": {"NAME": os.environ.get("TEST_DATABASE_PATH", BASE_DIR / "test-db.sqlite3")},
-    }
+    "default": database_settings(
+        DATABASE_URL,
+        sqlite_path=DATABASE_PATH,
+        sqlite_test_path=Path(os.environ.get("TEST_DATABASE_PATH", BASE_DIR / "test-db.sqlite3")),
+        test_name=os.environ.get("TEST_DATABASE_NAME", ""),
+    )
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -6,13 +6,14 @@
     python -m tools.cluster restart                        # rolling restart of every daphne
     python -m tools.cluster failover                       # SIGKILL the Redis primary
 
-nginx on 127.0.0.1:PORT in front of WORKERS daphne processes, a Channels worker, and Redis as
-a primary, a replica and three Sentinels, under supervisord (deploy/ holds their
+nginx on 127.0.0.1:PORT in front of WORKERS daphne processes, a Channels worker, PostgreSQL,
+and Redis as a primary, a replica and three Sentinels, under supervisord (deploy/ holds their
 configuration; tools/servers.py starts them). With `--hosts 3`, daphne runs on hosts "a" and
-"b" and Redis on "c": network namespaces this command makes and removes (docs/deploying.md).
-Everything the cluster writes (filled-in configuration, sockets, logs, the generated
-SECRET_KEY, each host's own directory) lives in the run directory, `.cluster/` by default
-(gitignored).
+"b", PostgreSQL and Redis on "c": network namespaces this command makes and removes
+(docs/deploying.md). Everything the cluster writes (filled-in configuration, sockets, logs, the
+generated SECRET_KEY and database password, PostgreSQL's data directory, each host's own
+directory) lives in the run directory, `.cluster/` by default (gitignored). With DATABASE_URL
+set, the cluster uses that database instead and runs no PostgreSQL of its own.
 """
 
 import argparse
@@ -33,16 +34,34 @@ RUN_DIR = servers.BASE_DIR / ".cluster"
 STATIC_ROOT = servers.BASE_DIR / "staticfiles"
 
 
-def secret_key(run_dir: Path) -> str:
-    """SECRET_KEY from the environment, else the one generated into the run directory once."""
-    if key := os.environ.get("SECRET_KEY"):
-        return key
-    path = run_dir / "secret_key"
+def generated(run_dir: Path, name: str) -> str:
+    """A secret generated into the run directory the first time, and read from there after."""
+    path = run_dir / name
     if not path.exists():
         run_dir.mkdir(parents=True, exist_ok=True)
         path.touch(mode=0o600)
         path.write_text(secrets.token_urlsafe(50))
     return path.read_text().strip()
+
+
+def secret_key(run_dir: Path) -> str:
+    """SECRET_KEY from the environment, else the one generated into the run directory once."""
+    return os.environ.get("SECRET_KEY") or generated(run_dir, "secret_key")
+
+
+def cluster_postgres(run_dir: Path, hosts: int = 1) -> servers.PostgresProgram:
+    """
+    The cluster's own PostgreSQL: its data directory under the run directory (with HOSTS=3,
+    host c's), initialised the first time (as the user who will run it), its password
+    generated then, a free port (with HOSTS=3, start_cluster puts it on host c).
+    """
+    data_dir = run_dir / "postgres" if hosts == 1 else servers.data_host_dir(run_dir) / "postgres"
+    postgres = servers.PostgresProgram(
+        data_dir=data_dir, password=generated(run_dir, "postgres_password")
+    )
+    if postgres.init():
+        print(f"PostgreSQL: a new data directory in {postgres.data_dir}", flush=True)
+    return postgres
 
 
 def manage(env: dict[str, str], *args: str) -> None:
@@ -51,10 +70,11 @@ def manage(env: dict[str, str], *args: str) -> None:
     subprocess.run(command, env=env, cwd=servers.BASE_DIR, check=True)
 
 
-def prepare(env: dict[str, str]) -> None:
-    """What a deployment does before starting its processes: migrate, collect static files."""
+def migrate(env: dict[str, str], postgres: servers.PostgresProgram | None) -> None:
+    """Create the cluster's database the first time, then bring its tables up to date."""
+    if postgres is not None:
+        servers.create_database(postgres.url())
     manage(env, "migrate", "--no-input", "-v", "0")
-    manage(env, "collectstatic", "--no-input", "-v", "0")
 
 
 def cluster_env(run_dir: Path, **overrides: str) -> dict[str, str]:
@@ -79,8 +99,11 @@ def run(args: argparse.Namespace) -> None:
     # started: start_cluster): a shell that starts us in the background makes us ignore SIGINT.
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    env = cluster_env(run_dir)
-    prepare(env)
+    # A database named by the operator wins; otherwise the cluster runs its own PostgreSQL.
+    database_url = os.environ.get("DATABASE_URL", "")
+    postgres = None if database_url else cluster_postgres(run_dir, args.hosts)
+    env = cluster_env(run_dir, DATABASE_URL=database_url or postgres.url())
+    manage(env, "collectstatic", "--no-input", "-v", "0")
     cluster = servers.start_cluster(
         args.workers,
         args.port,
@@ -90,9 +113,13 @@ def run(args: argparse.Namespace) -> None:
         static_root=STATIC_ROOT,
         hosts=args.hosts,
         delay_ms=delay_ms(args.delay),
+        postgres=postgres,
+        prepare=lambda env: migrate(env, postgres),
     )
     try:
         print(f"\nThe showcase: {cluster.http_url}/  (Ctrl-C stops everything)")
+        if postgres is not None:
+            print(f"PostgreSQL on {postgres.host}:{postgres.port} (password in {run_dir})")
         print(f"nginx -> {args.workers} daphne processes; in {run_dir}:")
         for host in cluster.hosts:
             where = f"host {host.name} ({host.address}, namespace {host.netns})"

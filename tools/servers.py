@@ -10,27 +10,38 @@ import getpass
 import ipaddress
 import json
 import os
+import pwd
 import re
 import secrets
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import xmlrpc.client
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(os.environ.get("ARTIFACTS_DIR", BASE_DIR / "artifacts"))
 
 # Variables a server process must not inherit from a test process. DJANGO_ALLOW_ASYNC_UNSAFE
 # is set by the browser tests for their own process only: in a server it would hide real
-# sync-in-async bugs.
-SCRUBBED = ("DJANGO_ALLOW_ASYNC_UNSAFE", "REDIS_URL", "CHANNEL_LAYER", "PYTEST_CURRENT_TEST")
+# sync-in-async bugs. DATABASE_URL names the run's own database, never its test database:
+# servers get theirs explicitly (`database_env`).
+SCRUBBED = (
+    "DJANGO_ALLOW_ASYNC_UNSAFE",
+    "REDIS_URL",
+    "CHANNEL_LAYER",
+    "PYTEST_CURRENT_TEST",
+    "DATABASE_URL",
+)
 
 
 def free_port() -> int:
@@ -143,22 +154,35 @@ def _launch(
     port: int,
     env: Mapping[str, str] | None,
     own_session: bool = False,
+    as_user: str | None = None,
+    cwd: Path = BASE_DIR,
+    log_path: Path | None = None,
 ) -> ServerProcess:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    log_path = ARTIFACTS / f"{name}-{port}.log"
-    log = log_path.open("w")
+    log_path = log_path or ARTIFACTS / f"{name}-{port}.log"
+    # A restart (log_path given) adds to the log it already has.
+    log = log_path.open("a" if log_path.exists() else "w")
     process = subprocess.Popen(
         command,
         stdout=log,
         stderr=subprocess.STDOUT,
-        cwd=BASE_DIR,
+        cwd=cwd,
         env=dict(env or os.environ),
         start_new_session=own_session,
+        **as_user_kwargs(as_user),
     )
     log.close()
     server = ServerProcess(name, port, process, log_path, command)
     STARTED.append(server)
     return server
+
+
+def as_user_kwargs(user: str | None) -> dict[str, Any]:
+    """Popen's arguments that run a child as `user` (root only), with that user's groups only."""
+    if user is None or user == getpass.getuser():
+        return {}
+    record = pwd.getpwnam(user)
+    return {"user": record.pw_uid, "group": record.pw_gid, "extra_groups": []}
 
 
 def _spawn(
@@ -714,6 +738,267 @@ def start_nginx(config: Path, port: int, prefix: Path, name: str = "nginx") -> S
     return _spawn(name, command, port, None, own_session=True)
 
 
+# ---------------------------------------------------------------------------- PostgreSQL
+#
+# PostgreSQL for the tests (a throwaway server: `start_postgres()`, `python -m tools.servers
+# with-postgres -- COMMAND`), the bench and `make cluster` (supervisord's program `postgres`,
+# from `postgres_program()`): the same `postgres` command line, on a listen address and port,
+# over a data directory that `init_postgres` creates once, run by an unprivileged user.
+# `initdb` and `postgres` refuse to run as root: as root (sessions, CI) they run as the system
+# user `postgres`, who owns the data directory; as anyone else, as that user.
+POSTGRES_ROLE = "showcase"  # the role initdb creates (a superuser), with a generated password
+POSTGRES_DATABASE = "showcase"
+POSTGRES_READY = "database system is ready to accept connections"
+
+
+def postgres_binary(name: str) -> str:
+    """A PostgreSQL program: Debian keeps them in /usr/lib/postgresql/<version>/bin."""
+    debian = sorted(
+        Path("/usr/lib/postgresql").glob(f"*/bin/{name}"),
+        key=lambda path: int(path.parts[-3]) if path.parts[-3].isdigit() else 0,
+    )
+    found = (str(debian[-1]) if debian else None) or shutil.which(name)
+    if not found:
+        raise FileNotFoundError(
+            f"PostgreSQL's {name} not found. On Debian: apt-get install -y postgresql "
+            "(make system-deps does this as root; the system service is never used)."
+        )
+    return found
+
+
+def postgres_os_user() -> str:
+    """Who runs PostgreSQL: `postgres` when we are root (it refuses root), else ourselves."""
+    return "postgres" if os.geteuid() == 0 else getpass.getuser()
+
+
+def _give(path: Path, user: str) -> None:
+    # The data directory must belong to the user who runs the server.
+    if user != getpass.getuser():
+        record = pwd.getpwnam(user)
+        os.chown(path, record.pw_uid, record.pw_gid)
+
+
+def init_postgres(data_dir: Path, password: str, os_user: str, durable: bool = True) -> bool:
+    """
+    `initdb` into `data_dir` unless it holds a cluster already (then False): the role
+    POSTGRES_ROLE with `password`, which every TCP client must give (scram-sha-256, from any
+    address: the server listens only where it is told to). `durable=False` skips the fsyncs
+    (throwaway servers).
+    """
+    if (data_dir / "PG_VERSION").exists():
+        return False
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _give(data_dir, os_user)
+    command = [
+        postgres_binary("initdb"),
+        "--pgdata", str(data_dir),
+        "--username", POSTGRES_ROLE,
+        "--auth-host", "scram-sha-256",
+        "--auth-local", "peer",
+        "--encoding", "UTF8",
+        "--locale", "C.UTF-8",
+        *(() if durable else ("--no-sync",)),
+    ]  # fmt: skip
+    # The password in a file only that user can read, for as long as initdb runs (not on a
+    # command line, and initdb cannot reopen a pipe that root made).
+    with tempfile.NamedTemporaryFile("w", prefix="showcase-pw-") as pwfile:
+        pwfile.write(password)
+        pwfile.flush()
+        _give(Path(pwfile.name), os_user)
+        done = subprocess.run(
+            [*command, "--pwfile", pwfile.name],
+            capture_output=True,
+            text=True,
+            cwd=data_dir,
+            **as_user_kwargs(os_user),
+        )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"initdb into {data_dir} as {os_user} failed (that user must be able to reach the "
+            f"directory):\n{done.stdout}{done.stderr}"
+        )
+    # Any address may try: the listen address decides who can reach the server at all, and
+    # make cluster HOSTS=3 connects from other network namespaces.
+    (data_dir / "pg_hba.conf").write_text(
+        "# TYPE  DATABASE  USER  ADDRESS  METHOD  (written by tools/servers.py)\n"
+        "local   all       all            peer\n"
+        "host    all       all   all      scram-sha-256\n"
+    )
+    return True
+
+
+def postgres_command(data_dir: Path, host: str, port: int, durable: bool = True) -> list[str]:
+    """
+    The `postgres` command line: TCP on host:port only (no unix socket, so no socket file is
+    left behind and no path is too long), logging to its stdout; `durable=False` trades crash
+    safety for speed (throwaway servers: no fsync).
+    """
+    command = [
+        postgres_binary("postgres"),
+        "-D", str(data_dir),
+        "-h", host,
+        "-p", str(port),
+        "-c", "unix_socket_directories=",
+        "-c", "logging_collector=off",
+    ]  # fmt: skip
+    if not durable:
+        for setting in ("fsync=off", "synchronous_commit=off", "full_page_writes=off"):
+            command += ["-c", setting]
+    return command
+
+
+def postgres_url(host: str, port: int, password: str, database: str = POSTGRES_DATABASE) -> str:
+    """The DATABASE_URL of a database on such a server."""
+    address = f"[{host}]" if ":" in host else host
+    return f"postgres://{POSTGRES_ROLE}:{quote(password, safe='')}@{address}:{port}/{database}"
+
+
+def wait_for_postgres(
+    log_path: Path, process: subprocess.Popen | None, since: int = 0, timeout: float = 60.0
+) -> None:
+    """Return once the server's log (after byte `since`) says it accepts connections."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"postgres exited with {process.returncode}")
+        if log_path.exists():
+            with log_path.open("rb") as log:
+                log.seek(since)
+                if POSTGRES_READY.encode() in log.read():
+                    return
+        time.sleep(0.02)
+    raise TimeoutError(f"PostgreSQL was not ready within {timeout} s; see {log_path}")
+
+
+def create_database(url: str, name: str = POSTGRES_DATABASE) -> bool:
+    """Create database `name` on the server of `url` (any database of it) unless it exists."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(url, dbname="postgres", autocommit=True) as connection:
+        exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+        if exists.fetchone():
+            return False
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return True
+
+
+@dataclass
+class Postgres:
+    """
+    A PostgreSQL server that this process started: `url()` names a database on it, `restart()`
+    stops it fast (clients are cut off) and starts it again on the same port, `stop()` ends
+    it and, for a throwaway server, removes its data.
+    """
+
+    server: ServerProcess
+    data_dir: Path
+    host: str
+    password: str
+    os_user: str
+    durable: bool
+    throwaway: Path | None = None
+
+    @property
+    def port(self) -> int:
+        """The TCP port it listens on."""
+        return self.server.port
+
+    def url(self, database: str = POSTGRES_DATABASE, **options: str) -> str:
+        """The DATABASE_URL of `database`, with query `options` (e.g. conn_max_age="60")."""
+        url = postgres_url(self.host, self.port, self.password, database)
+        return url + ("?" + "&".join(f"{k}={v}" for k, v in options.items()) if options else "")
+
+    def restart(self) -> None:
+        """A fast shutdown (SIGINT: every client connection is cut), then the same server again."""
+        self.server.stop(signal.SIGINT, timeout=30)
+        since = self.server.log_size()
+        self.server = _launch(
+            self.server.name,
+            self.server.command,
+            self.port,
+            None,
+            as_user=self.os_user,
+            cwd=self.data_dir,
+            log_path=self.server.log_path,
+        )
+        wait_for_postgres(self.server.log_path, self.server.process, since)
+
+    def stop(self) -> None:
+        """A fast shutdown; a throwaway server's data goes with it."""
+        self.server.stop(signal.SIGINT, timeout=30)
+        if self.throwaway is not None:
+            shutil.rmtree(self.throwaway, ignore_errors=True)
+
+
+def start_postgres(
+    data_dir: Path | None = None,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    password: str | None = None,
+    os_user: str | None = None,
+    name: str = "postgres",
+) -> Postgres:
+    """
+    A PostgreSQL server on host:port with the database POSTGRES_DATABASE. Without `data_dir`,
+    a throwaway one: a fresh data directory (no fsync), removed by `stop()`. With one, its
+    cluster is created there once (`password` must then be the same each time).
+    """
+    os_user = os_user or postgres_os_user()
+    port = port or free_port()
+    throwaway = None
+    if data_dir is None:
+        # Not under pytest's tmp_path: its folders are private to the current user.
+        throwaway = Path(tempfile.mkdtemp(prefix="showcase-postgres-"))
+        _give(throwaway, os_user)
+        data_dir = throwaway / "data"
+    password = password or secrets.token_urlsafe(24)
+    durable = throwaway is None
+    init_postgres(data_dir, password, os_user, durable)
+    command = postgres_command(data_dir, host, port, durable)
+    server = _launch(name, command, port, None, as_user=os_user, cwd=data_dir)
+    postgres = Postgres(server, data_dir, host, password, os_user, durable, throwaway)
+    try:
+        wait_for_postgres(server.log_path, server.process)
+        create_database(postgres.url())
+    except BaseException:
+        postgres.stop()
+        raise
+    return postgres
+
+
+@dataclass
+class PostgresProgram:
+    """
+    PostgreSQL as a supervisord program (deploy/postgres.conf, `make cluster`): its data
+    directory (created once by `init()`), the address and port it listens on, its password,
+    and the unprivileged user who owns the directory and runs the server.
+    """
+
+    data_dir: Path
+    password: str
+    host: str = "127.0.0.1"
+    port: int = field(default_factory=free_port)
+    os_user: str = field(default_factory=postgres_os_user)
+
+    def init(self) -> bool:
+        """`initdb` the data directory unless it holds a cluster already (then False)."""
+        return init_postgres(self.data_dir, self.password, self.os_user)
+
+    def url(self, database: str = POSTGRES_DATABASE) -> str:
+        """The DATABASE_URL of `database` on it."""
+        return postgres_url(self.host, self.port, self.password, database)
+
+    def values(self, run_dir: Path) -> dict[str, str]:
+        """deploy/postgres.conf's placeholders."""
+        return {
+            "RUN": str(run_dir),
+            "POSTGRES_COMMAND": shlex.join(postgres_command(self.data_dir, self.host, self.port)),
+            "POSTGRES_USER": self.os_user,
+            "POSTGRES_DATA": str(self.data_dir),
+        }
+
+
 # ---------------------------------------------------------------------------- the cluster
 # `make cluster` (tools/cluster.py) and the browser tests through nginx: the files in deploy/,
 # filled in, with nginx in front of supervisord's daphne processes, worker and redis-server.
@@ -787,10 +1072,16 @@ HOST_PROGRAMS: dict[str, tuple[str, ...]] = {
     "c": ("redis", "sentinel"),
 }
 APP_HOSTS = ("a", "b")  # the hosts that run daphne, sharing the daphne processes out
+POSTGRES_PORT = 5432  # with HOSTS=3, on host c
 DATA_HOST = "c"  # the host of Redis and its Sentinels (and the database)
 DAPHNE_PORT = 8000  # with HOSTS=3, daphne n listens on port 8000 + n of its host's address
 REDIS_PORTS = (6379, 6380)  # with HOSTS=3, on host c; with one host, free ports
 SENTINEL_PORTS = (26379, 26380, 26381)
+
+
+def data_host_dir(run_dir: Path) -> Path:
+    """With HOSTS=3, the directory of the host that keeps the data (Redis, PostgreSQL)."""
+    return run_dir / "hosts" / DATA_HOST
 
 
 def host_sections(text: str, programs: tuple[str, ...] | None) -> str:
@@ -800,10 +1091,12 @@ def host_sections(text: str, programs: tuple[str, ...] | None) -> str:
     """
     chunks: list[list[str]] = [[]]
     for line in text.splitlines(keepends=True):
-        if line.startswith("[") and chunks[-1] and not chunks[-1][-1].startswith(";"):
-            chunks.append([])
-        elif line.startswith(";") and chunks[-1] and not chunks[-1][-1].startswith(";"):
-            chunks.append([])  # a comment block starts the next section
+        if line.startswith("["):
+            # The comment block right above a header belongs to that section.
+            comments: list[str] = []
+            while chunks[-1] and chunks[-1][-1].startswith(";"):
+                comments.insert(0, chunks[-1].pop())
+            chunks.append(comments)
         chunks[-1].append(line)
     kept = []
     for chunk in chunks:
@@ -875,6 +1168,7 @@ class Cluster:
     nginx: ServerProcess | None
     redis: RedisGroup
     network: "Network | None" = None  # HOSTS=3
+    postgres: PostgresProgram | None = None
 
     # ------------------------------------------------------------ where things are
     @property
@@ -1068,9 +1362,10 @@ class Cluster:
         try:
             if self.nginx is not None:
                 self.nginx.stop()
-            for host in reversed(self.hosts):  # Redis last: the others leave it cleanly
+            for host in reversed(self.hosts):  # c last: the others leave Redis cleanly
                 if host.supervisor is not None:
-                    host.supervisor.stop(timeout=30)
+                    # Daphne and the worker get 15 s each, then PostgreSQL its fast shutdown.
+                    host.supervisor.stop(timeout=60)
         finally:
             if self.network is not None:
                 self.network.remove()
@@ -1125,11 +1420,13 @@ def write_cluster_config(
     app: str = APPLICATION,
     hosts: list[Host] | None = None,
     redis: RedisGroup | None = None,
+    postgres: PostgresProgram | None = None,
 ) -> list[str]:
     """
     Fill in deploy/'s templates: nginx's into `run_dir`, and each host's supervisord (with its
-    Redis servers' and Sentinels' files) into the host's own directory. Returns where the
-    daphne processes will listen ("unix:PATH" or "tcp:ADDRESS:PORT"), in order.
+    Redis servers' and Sentinels' files, and PostgreSQL's program when `postgres` is given)
+    into the host's own directory. Returns where the daphne processes will listen
+    ("unix:PATH" or "tcp:ADDRESS:PORT"), in order.
     """
     hosts = hosts or [Host("local", run_dir)]
     if redis is None:
@@ -1159,7 +1456,11 @@ def write_cluster_config(
     for template in ("nginx.conf", "nginx-site.conf"):
         (run_dir / template).write_text(render(DEPLOY_DIR / template, values))
     for host in hosts:
-        (host.run_dir / "logs").mkdir(parents=True, exist_ok=True)
+        for folder in (host.run_dir / "logs", host.run_dir / "programs"):
+            folder.mkdir(parents=True, exist_ok=True)
+        # An earlier run's optional programs must not come back with this one.
+        for stale in (host.run_dir / "programs").glob("*.conf"):
+            stale.unlink()
         mine = layout.daphnes_on(host.name)
         first = int(mine[0].rpartition("daphne")[2]) if mine else 0
         environment = {
@@ -1187,6 +1488,9 @@ def write_cluster_config(
         (host.run_dir / "supervisord.conf").write_text(host_sections(text, programs))
         if programs is None or "redis" in programs:
             write_redis_group(redis, host.run_dir)
+            if postgres is not None:  # the database lives with Redis, on the data host
+                program = render(DEPLOY_DIR / "postgres.conf", postgres.values(host.run_dir))
+                (host.run_dir / "programs" / "postgres.conf").write_text(program)
     secret = run_dir / "redis_password"
     secret.touch(mode=0o600)
     secret.write_text(redis.password)
@@ -1204,13 +1508,18 @@ def start_cluster(
     app: str = APPLICATION,
     hosts: int = 1,
     delay_ms: float = 0.0,
+    postgres: PostgresProgram | None = None,
+    prepare: Callable[[dict[str, str]], None] | None = None,
 ) -> Cluster:
     """
     Fill in deploy/'s templates under `run_dir`, start each host's supervisord (Redis and its
     Sentinels, daphne x `workers`, the worker) and, once Redis has a primary and a replica and
     every daphne accepts, nginx on `port`. The caller has run `collectstatic` into
     `static_root` and migrated the database that `env` names; `env` is the processes'
-    environment (SECRET_KEY, DATABASE_PATH, ...).
+    environment (SECRET_KEY, DATABASE_URL or DATABASE_PATH, ...). With `postgres` (whose data
+    directory `init()` has made) the cluster runs PostgreSQL too, on the data host.
+    `prepare(env)` runs once Redis and PostgreSQL accept, before nginx lets anyone in
+    (`make cluster` migrates there), with the processes' environment.
 
     `hosts=3`: hosts a, b and c are network namespaces made for this cluster (Network), joined
     by veth links, with `delay_ms` of latency between them; each gets its own directory under
@@ -1230,7 +1539,12 @@ def start_cluster(
         else:
             network = create_network(delay_ms=delay_ms)
             layout = [
-                Host(name, run_dir / "hosts" / name, network.address(name), network.netns(name))
+                Host(
+                    name,
+                    data_host_dir(run_dir).parent / name,
+                    network.address(name),
+                    network.netns(name),
+                )
                 for name in HOST_PROGRAMS
             ]
             _, nodes, sentinels = redis_layout(hosts)
@@ -1238,19 +1552,35 @@ def start_cluster(
                 network.address(DATA_HOST), nodes, sentinels, secrets.token_urlsafe(24)
             )
             for host in layout:
-                shutil.rmtree(host.run_dir, ignore_errors=True)
-                host.run_dir.mkdir(parents=True, mode=0o700)
+                # What the deploy step delivers is delivered anew (the database's data stays).
+                shutil.rmtree(host.run_dir / "static", ignore_errors=True)
+                host.run_dir.mkdir(parents=True, exist_ok=True)
+            if postgres is not None:
+                # On host c's address, at PostgreSQL's own port there.
+                old_url = postgres.url()
+                postgres.host, postgres.port = network.address(DATA_HOST), POSTGRES_PORT
+                if env.get("DATABASE_URL") == old_url:
+                    env["DATABASE_URL"] = postgres.url()
         endpoints = write_cluster_config(
-            run_dir, workers, port, daphne_args, static_root, app, layout, redis
+            run_dir, workers, port, daphne_args, static_root, app, layout, redis, postgres
         )
         cluster = Cluster.load(run_dir)
         cluster.network = network
+        cluster.postgres = postgres
         env["REDIS_PASSWORD"] = cluster.redis.password
+        postgres_log = cluster.host(cluster.hosts[-1].name).run_dir / "logs" / "postgres.log"
+        postgres_log_start = postgres_log.stat().st_size if postgres_log.exists() else 0
         for host in cluster.hosts:
             host.supervisor = start_supervisor(host, env, port, static_root)
             started.append(host.supervisor)
         cluster.redis.wait_for_replica(cluster.redis.nodes[1])
         wait_for_sentinels(cluster.redis)
+        if postgres is not None:
+            data_host = cluster.hosts[-1].supervisor
+            assert data_host is not None
+            wait_for_postgres(postgres_log, data_host.process, since=postgres_log_start)
+        if prepare is not None:
+            prepare(env)
         for endpoint, name in zip(endpoints, cluster.daphnes, strict=True):
             supervisor = cluster.host_of(name).supervisor
             wait_accepting(endpoint, supervisor.process if supervisor else None)
@@ -1506,17 +1836,39 @@ def start_wire(command: list[str], name: str, timeout: float = 15.0) -> ServerPr
     return wire
 
 
+def with_postgres(command: list[str]) -> int:
+    """
+    Run `command` with DATABASE_URL naming a throwaway PostgreSQL (`make compat`'s unit tests);
+    stop the server and remove its data when the command ends, however it ends.
+    """
+    postgres = start_postgres()
+    try:
+        print(f"with-postgres: {postgres.url().split('@')[-1]}", flush=True)
+        env = {**os.environ, "DATABASE_URL": postgres.url()}
+        child = subprocess.Popen(command, env=env)
+        try:
+            return child.wait()
+        except KeyboardInterrupt:
+            # The terminal's Ctrl-C reached the command too: let it finish stopping.
+            return child.wait()
+    finally:
+        postgres.stop()
+
+
 def main(argv: list[str] | None = None) -> None:
     """
     `python -m tools.servers run SERVER [--host H] [--port P]`: replace this process with the
     server, as `make run` does; `python -m tools.servers flags SERVER` prints its flags;
-    `python -m tools.servers redis-node CONFIG ...` starts one Redis server of a Sentinel group
-    (run_redis_node), as supervisord does in `make cluster`.
+    `python -m tools.servers with-postgres -- COMMAND...` runs a command on a throwaway
+    PostgreSQL (DATABASE_URL); `python -m tools.servers redis-node CONFIG ...` starts one Redis
+    server of a Sentinel group (run_redis_node), as supervisord does in `make cluster`.
     """
     import argparse
-    import shlex
 
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["with-postgres"]:
+        command = argv[2:] if argv[1:2] == ["--"] else argv[1:]
+        sys.exit(with_postgres(command))
     if argv[:1] == ["redis-node"]:
         run_redis_node(argv[1:])
         return

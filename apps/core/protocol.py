@@ -15,6 +15,9 @@ import time
 from typing import Any
 
 from django.conf import settings
+from django.db import connections, router
+
+from apps.core.models import Note
 
 Envelope = dict[str, Any]
 
@@ -123,8 +126,9 @@ def info(consumer: Any) -> Envelope:
     """
     Where this consumer runs: the thread name tells a worker thread from the event loop, the
     process id which server process (behind a load balancer, one of several), `host` which
-    machine (settings.SHOWCASE_HOST: in `make cluster HOSTS=3`, "a" or "b"), and `client` the
-    peer's address as the server saw it (behind a proxy, from its X-Forwarded-For).
+    machine (settings.SHOWCASE_HOST: in `make cluster HOSTS=3`, "a" or "b"), `database` the
+    vendor its notes are saved in (`sqlite` or `postgresql`; no query is made), and `client`
+    the peer's address as the server saw it (behind a proxy, from its X-Forwarded-For).
     """
     user = consumer.scope.get("user")
     client = consumer.scope.get("client")
@@ -134,6 +138,7 @@ def info(consumer: Any) -> Envelope:
         "thread": threading.current_thread().name,
         "process": os.getpid(),
         "host": settings.SHOWCASE_HOST,
+        "database": connections[router.db_for_write(Note)].vendor,
         "client": list(client) if client else None,
         "path": consumer.scope["path"],
         "subprotocols_offered": list(consumer.scope.get("subprotocols", ())),

@@ -176,6 +176,7 @@ class JsonContract:
         assert info["subprotocols_offered"] == [SUBPROTOCOL]
         assert info["user"] is None
         assert info["process"] == os.getpid()  # the process that served the socket
+        assert info["database"] == connections["default"].vendor  # sqlite or postgresql
         assert info["client"] is None  # a communicator's scope has no peer address
         await comm.disconnect()
 
