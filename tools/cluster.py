@@ -30,8 +30,9 @@ from types import FrameType
 from tools import servers
 
 RUN_DIR = servers.BASE_DIR / ".cluster"
-# Where `collectstatic` writes: the build that the deploy step then copies to each host.
-STATIC_ROOT = servers.BASE_DIR / "staticfiles"
+# Where `collectstatic` writes (settings.STATIC_ROOT): the build that the deploy step then
+# copies to each host.
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or servers.BASE_DIR / "staticfiles")
 
 
 def generated(run_dir: Path, name: str) -> str:

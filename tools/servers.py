@@ -1836,6 +1836,53 @@ def start_wire(command: list[str], name: str, timeout: float = 15.0) -> ServerPr
     return wire
 
 
+def run_cluster_command(
+    run_dir: Path,
+    port: int | None = None,
+    hosts: int = 1,
+    workers: int = 2,
+    delay: str = "",
+    env: Mapping[str, str] | None = None,
+    timeout: float = 240.0,
+) -> tuple[ServerProcess, Cluster]:
+    """
+    `make cluster` itself (`python -m tools.cluster`), in the background until its caller sends
+    it SIGINT (Ctrl-C): returns its process, once it says the showcase is up, and the cluster
+    it runs (which answers status, kill, fail_over and the rest; its stop() is the Ctrl-C's).
+    """
+    port = port or free_port()
+    command = [
+        sys.executable, "-u", "-m", "tools.cluster", "--hosts", str(hosts),
+        "--workers", str(workers), "--port", str(port), "--run-dir", str(run_dir),
+        "--delay", delay,
+    ]  # fmt: skip
+    # Its own session: the SIGINT meant for it alone, as a terminal's Ctrl-C is.
+    runner = _launch("make-cluster", command, port, env or server_env(), own_session=True)
+    deadline = time.monotonic() + timeout
+    while "The showcase:" not in runner.log():
+        if runner.process.poll() is not None or time.monotonic() > deadline:
+            runner.stop(signal.SIGINT, timeout=120)
+            raise RuntimeError(f"make cluster did not start; its output:\n{runner.log()}")
+        time.sleep(0.1)
+    cluster = Cluster.load(run_dir)
+    # For its URLs only: stopping is the runner's business (SIGINT), not this object's.
+    cluster.nginx = ServerProcess("nginx", port, runner.process, runner.log_path)
+    return runner, cluster
+
+
+def leftovers(run_id: int, run_dir: Path) -> list[str]:
+    """What a stopped cluster left: namespaces made by process `run_id`, processes in `run_dir`."""
+    import psutil
+
+    ours = re.compile(rf"{NETNS_PREFIX}{run_id}[a-z]?-")
+    found = [line.split()[0] for line in ip("netns", "list").splitlines() if ours.match(line)]
+    for process in psutil.process_iter(["pid", "cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if str(run_dir) in " ".join(process.info["cmdline"] or ()):
+                found.append(f"pid {process.info['pid']}: {' '.join(process.info['cmdline'])}")
+    return found
+
+
 def with_postgres(command: list[str]) -> int:
     """
     Run `command` with DATABASE_URL naming a throwaway PostgreSQL (`make compat`'s unit tests);

@@ -22,13 +22,33 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from redis.asyncio import Redis
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelManagedConnection
 
 Address = tuple[str, int]
 
 # How long a client waits for a Sentinel: they answer in microseconds, and one that does not
 # must not hold up the question, which goes to the next Sentinel.
 SENTINEL_TIMEOUT = 1.0
+
+
+class FailoverAwareConnection(SentinelManagedConnection):
+    """
+    A connection to the group's primary that asks the Sentinels where the primary is at every
+    (re)connect. redis-py's own reconnects a dropped connection from `send_packed_command`
+    straight to the address it had (redis/redis-py#3874): after a failover, that is the old
+    primary, which comes back as a replica, so every write met READONLY until the retries ran
+    out (a `runworker` died of it, and the lobby's receive loops with it).
+    """
+
+    async def connect_check_health(
+        self, check_health: bool = True, retry_socket_connect: bool = True
+    ) -> None:
+        """Connect to the current primary, wherever the Sentinels say it is now."""
+        if self.connection_pool.is_master:
+            self.host, self.port = await self.connection_pool.get_master_address()
+        await super().connect_check_health(
+            check_health=check_health, retry_socket_connect=retry_socket_connect
+        )
 
 
 def parse_sentinels(text: str) -> list[Address]:
@@ -69,6 +89,7 @@ def layer_host(
             "sentinels": sentinels,
             "master_name": master_name,
             "sentinel_kwargs": sentinel_options(password),
+            "connection_class": FailoverAwareConnection,
             **options,
         }
     return {"address": url, **options}
@@ -94,6 +115,7 @@ def connect(decode_responses: bool = False) -> Redis:
             password=password,
             # Through a failover, as the channel layer does (settings.REDIS_RETRY).
             retry=copy.deepcopy(settings.REDIS_RETRY),
+            connection_class=FailoverAwareConnection,
         )
     if not settings.REDIS_URL:
         raise ImproperlyConfigured("no Redis configured: set REDIS_URL or REDIS_SENTINELS")

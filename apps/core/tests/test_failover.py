@@ -121,3 +121,36 @@ async def test_ids_never_go_backwards_after_the_replica_lagged(sentinel_lobby) -
     assert [m["text"] for m in (await lobby.since(last_announced)).messages] == [
         "on the new primary"
     ]
+
+
+async def test_a_channel_layer_receive_loop_rides_through_a_failover(sentinel_lobby) -> None:
+    # What a runworker and every consumer's receive loop do: wait on the layer. The killed
+    # primary comes back as a replica at its old address; a reconnect must not go there.
+    from channels_redis.core import RedisChannelLayer
+
+    group = sentinel_lobby.group
+    sentinels = [(group.host, port) for port in group.sentinels]
+    host = redis_clients.layer_host(
+        "", sentinels, group.master_name, group.password, retry=settings_retry()
+    )
+    layer = RedisChannelLayer(hosts=[host])
+    try:
+        await layer.send("jobs", {"type": "before"})
+        assert (await asyncio.wait_for(layer.receive("jobs"), 10))["type"] == "before"
+        waiting = asyncio.ensure_future(layer.receive("jobs"))
+        await asyncio.to_thread(fail_over, sentinel_lobby)
+        for n in range(3):
+            await layer.send("jobs", {"type": "after", "n": n})
+        received = [await asyncio.wait_for(waiting, 20)]
+        received += [await asyncio.wait_for(layer.receive("jobs"), 20) for _ in range(2)]
+        assert [m["n"] for m in received] == [0, 1, 2]
+    finally:
+        await layer.flush()
+
+
+def settings_retry():
+    """The retry settings.py gives clients behind Sentinel (through a failover)."""
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+
+    return Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=23)
