@@ -1494,7 +1494,7 @@ def write_cluster_config(
     secret = run_dir / "redis_password"
     secret.touch(mode=0o600)
     secret.write_text(redis.password)
-    (run_dir / "cluster.json").write_text(json.dumps(layout.describe(), indent=2))
+    (run_dir / "cluster.json").write_text(json.dumps({**layout.describe(), "port": port}, indent=2))
     return endpoints
 
 
