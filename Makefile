@@ -9,7 +9,7 @@ SERVER ?= daphne
 BIN := $(VENV)/bin
 # Each server's flags (message caps, pings, timeouts) live in one place, tools/servers.py's
 # SERVER_FLAGS, used by `make run`, the tests, the bench and the conformance run alike; the
-# README's "Limits" and "Which ASGI server?" sections say why each is set.
+# docs/security.md ("Limits") and docs/browser-and-servers.md ("Which ASGI server?") say why.
 # `python -m tools.servers flags daphne` prints daphne's.
 DAPHNE_FLAGS ?= $(shell $(BIN)/python -m tools.servers flags daphne)
 
