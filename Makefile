@@ -15,7 +15,7 @@ DAPHNE_FLAGS ?= $(shell $(BIN)/python -m tools.servers flags daphne)
 
 .PHONY: run test unit e2e lint compat system-deps install clean bench soak \
 	conformance conformance-quick screenshots cluster cluster-restart cluster-failover \
-	bench-cluster
+	bench-cluster bench-hosts test-faults
 
 # ---------------------------------------------------------------- set-up
 $(BIN)/.installed: requirements/lock.txt pyproject.toml
@@ -94,6 +94,13 @@ bench: install system-deps
 bench-cluster: install system-deps
 	$(BIN)/python -m bench.cluster --daphne-args="$(DAPHNE_FLAGS)" $(BENCH_ARGS)
 
+# make cluster HOSTS=3's figures for docs/deploying.md (as root, a few minutes): fan-out to 1,000
+# sockets over hosts a and b at 0, 2 and 10 ms between hosts, handshakes through nginx, and 20
+# Redis failovers during chat (messages acknowledged and lost). BENCH_ARGS="--members 100
+# --handshakes 200 --failovers 2 --delays 0,2" for a quick look.
+bench-hosts: install system-deps
+	$(BIN)/python -m bench.hosts $(BENCH_ARGS)
+
 # 1,000 sockets on the six echo endpoints of a daphne started with the flags of `make run`,
 # for SOAK_SECONDS: every message must come back once, in order, and daphne's log stays free of
 # tracebacks. SOAK_MODE=chaos: a fraction SOAK_CHAOS of the sockets drop abruptly and reconnect
@@ -154,8 +161,15 @@ unit: install
 	$(BIN)/pytest apps
 
 # A separate pytest run: sync Playwright and pytest-asyncio break each other in one process.
+# The three-host browser tests are `make test-faults`'s.
 e2e: install system-deps
-	$(BIN)/pytest e2e
+	$(BIN)/pytest e2e --ignore=e2e/hosts
+
+# The slow fault scenarios, beside `make test` (CI runs both; docs/testing.md): `make cluster
+# HOSTS=3` itself, started once (network namespaces: as root), the walk across hosts, kill -9 of
+# host b's daphne processes, a Redis failover during chat, and nothing left after its Ctrl-C.
+test-faults: install system-deps
+	$(BIN)/pytest e2e/hosts
 
 # The unit tests again on Python 3.12+ (Django 6.x), when such an interpreter exists here.
 compat:

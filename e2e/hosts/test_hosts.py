@@ -160,7 +160,7 @@ def test_a_redis_failover_during_chat_loses_nothing_acknowledged(
     # Each socket stayed up, or closed 4503 and came back.
     for console in (alice, bob):
         assert {c["code"] for c in console.records("close", since)} <= {4503}
-    assert failover["promoted"] < failover["rejoined"]
+    assert failover["promoted"] <= failover["rejoined"]
     print(
         f"failover: promoted after {failover['promoted']:.2f} s, old primary a replica again "
         f"after {failover['rejoined']:.2f} s; {len(acknowledged)} of {len(sent) + 1} messages "
