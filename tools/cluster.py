@@ -193,3 +193,5 @@ if __name__ == "__main__":
         {"run": run, "restart": restart, "failover": failover}[options.action](options)
     except KeyboardInterrupt:
         sys.exit(130)  # Ctrl-C while starting: what had started is stopped (start_cluster)
+    except RuntimeError as error:
+        sys.exit(f"make cluster: {error}")  # what had started is stopped (start_cluster)
