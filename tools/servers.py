@@ -1404,12 +1404,16 @@ class Cluster:
         return cls(run_dir, described["workers"], hosts, None, group)
 
 
-def redis_layout(hosts: int) -> tuple[str, list[int], list[int]]:
-    """Where the Redis group lives: host c's well-known ports, or free ports on 127.0.0.1."""
-    if hosts == 1:
-        ports = [free_port() for _ in range(5)]
-        return "127.0.0.1", ports[:2], ports[2:]
-    return "", list(REDIS_PORTS), list(SENTINEL_PORTS)
+def redis_group(address: str | None = None) -> RedisGroup:
+    """
+    Where the Redis group lives, with a new password: on host c's `address` at the well-known
+    ports (HOSTS=3), or on free ports of 127.0.0.1.
+    """
+    password = secrets.token_urlsafe(24)
+    if address is not None:
+        return RedisGroup(address, list(REDIS_PORTS), list(SENTINEL_PORTS), password)
+    ports = [free_port() for _ in range(5)]
+    return RedisGroup("127.0.0.1", ports[:2], ports[2:], password)
 
 
 def write_cluster_config(
@@ -1431,8 +1435,7 @@ def write_cluster_config(
     """
     hosts = hosts or [Host("local", run_dir)]
     if redis is None:
-        address, nodes, sentinels = redis_layout(len(hosts))
-        redis = RedisGroup(address, nodes, sentinels, secrets.token_urlsafe(24))
+        redis = redis_group()
     layout = Cluster(run_dir, workers, hosts, None, redis)
     for folder in (run_dir / "logs", run_dir / "nginx-temp"):
         folder.mkdir(parents=True, exist_ok=True)
@@ -1548,10 +1551,7 @@ def start_cluster(
                 )
                 for name in HOST_PROGRAMS
             ]
-            _, nodes, sentinels = redis_layout(hosts)
-            redis = RedisGroup(
-                network.address(DATA_HOST), nodes, sentinels, secrets.token_urlsafe(24)
-            )
+            redis = redis_group(network.address(DATA_HOST))
             for host in layout:
                 # What the deploy step delivers is delivered anew (the database's data stays).
                 shutil.rmtree(host.run_dir / "static", ignore_errors=True)
