@@ -4,8 +4,9 @@ those were lost (docs/deploying.md, "Redis failover").
 
     python -m bench.failover --run-dir .cluster --failovers 20    # against a running cluster
 
-Two new users on lobby sockets through nginx: one says something every 200 ms (the lobby's
-rate limit allows 5 a second), the other listens. A message is acknowledged when its `chat`
+Two new users on lobby sockets through nginx: one says something, waits for its answer (or
+15 s), then says the next 250 ms later (under the lobby's rate limit of 5 a second), as a
+person does; the other listens. A message is acknowledged when its `chat`
 envelope, with its id, comes back to the sender. Meanwhile the cluster's Redis primary is
 killed (SIGKILL) again and again, each time once the killed server has rejoined as a replica.
 A socket that closes reconnects at once with `?after=<last id>`, as the page does. At the end,
@@ -64,6 +65,7 @@ class Lobby:
     def __init__(self, ws_url: str, origin: str, cookie: str) -> None:
         self.url, self.origin, self.cookie = ws_url + "/ws/auth/", origin, cookie
         self.chats: dict[int, str] = {}  # id -> text, each once
+        self.arrived: dict[int, float] = {}  # id -> when it first arrived (time.monotonic())
         self.arrivals: list[int] = []  # ids in arrival order, duplicates included
         self.errors: list[str] = []
         self.closes: list[int | None] = []
@@ -71,6 +73,8 @@ class Lobby:
         self.socket: Any = None
         self.ready = asyncio.Event()
         self.the_end = asyncio.Event()  # "the end" arrived
+        self.pending: str | None = None  # the message said last, until it is answered
+        self.answered = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Stay connected until `stop`; record every chat envelope."""
@@ -87,11 +91,15 @@ class Lobby:
                         if envelope["type"] == "chat":
                             self.arrivals.append(envelope["id"])
                             self.chats.setdefault(envelope["id"], envelope["text"])
+                            self.arrived.setdefault(envelope["id"], time.monotonic())
                             self.last = max(self.last, envelope["id"])
                             if envelope["text"] == "the end":
                                 self.the_end.set()
+                            if envelope["text"] == self.pending:
+                                self.answered.set()
                         elif envelope["type"] == "error":
                             self.errors.append(envelope["code"])
+                            self.answered.set()
                     self.closes.append(socket.close_code)
             except (OSError, ConnectionClosed) as error:
                 self.closes.append(getattr(error, "code", None))
@@ -99,13 +107,21 @@ class Lobby:
             self.socket = None
             await asyncio.sleep(0.1)
 
-    async def say(self, text: str) -> bool:
-        """Send a chat message if the socket is open; whether it went out."""
+    async def say(self, text: str, wait: float = 15.0) -> bool:
+        """
+        Send a chat message if the socket is open, and wait (up to `wait` s) for its answer,
+        as a person waits to see their message: its `chat` envelope or an error. Whether it
+        went out.
+        """
+        self.pending = text
+        self.answered.clear()
         try:
             await self.socket.send(json.dumps({"type": "chat", "text": text}))
-            return True
         except (AttributeError, ConnectionClosed):
             return False
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.answered.wait(), wait)
+        return True
 
 
 async def chat_through_failovers(cluster: Cluster, failovers: int) -> dict[str, Any]:
@@ -118,12 +134,10 @@ async def chat_through_failovers(cluster: Cluster, failovers: int) -> dict[str, 
     tasks = [asyncio.ensure_future(lobby.run(stop)) for lobby in (speaker, listener)]
     await asyncio.wait_for(asyncio.gather(speaker.ready.wait(), listener.ready.wait()), 30)
     results: list[dict[str, Any]] = []
-    kills: list[float] = []
     done = threading.Event()
 
     def fail_over_again_and_again() -> None:
         for _ in range(failovers):
-            kills.append(time.monotonic())
             results.append(cluster.fail_over())
             time.sleep(1.0)
         done.set()
@@ -135,7 +149,7 @@ async def chat_through_failovers(cluster: Cluster, failovers: int) -> dict[str, 
         text = f"m{len(sent)}"
         if await speaker.say(text):
             sent.append((time.monotonic(), text))
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.25)
     await speaker.say("the end")
     # Whatever has not arrived within a minute is counted lost below.
     with contextlib.suppress(TimeoutError):
@@ -149,10 +163,17 @@ async def chat_through_failovers(cluster: Cluster, failovers: int) -> dict[str, 
     acknowledged = dict(speaker.chats)  # the sender's own envelopes: id -> text
     heard = set(listener.chats.values())
     lost = sorted(text for text in acknowledged.values() if text not in heard)
-    # The lobby flows again: the first acknowledged message sent after each kill.
-    sent_at = dict((text, at) for at, text in sent)
-    acked_times = sorted(sent_at[t] for t in acknowledged.values() if t in sent_at)
-    flowing = [next((t - k for t in acked_times if t > k), float("nan")) for k in kills]
+    # The lobby flows again: the first acknowledgement of a message sent after each kill.
+    sent_at = {text: at for at, text in sent}
+    flowing = []
+    for result in results:
+        killed = result["killed_at"]
+        acks = [
+            speaker.arrived[i] - killed
+            for i, text in acknowledged.items()
+            if sent_at.get(text, 0) > killed
+        ]
+        flowing.append(min(acks, default=float("nan")))
     return {
         "failovers": len(results),
         "promoted_s": [r["promoted"] for r in results],
@@ -161,6 +182,7 @@ async def chat_through_failovers(cluster: Cluster, failovers: int) -> dict[str, 
         "sent": len(sent) + 1,
         "acknowledged": len(acknowledged),
         "refused": speaker.errors.count("chat_not_saved"),
+        "unanswered": len(sent) + 1 - len(acknowledged) - speaker.errors.count("chat_not_saved"),
         "lost": lost,
         "ids_increase": listener.arrivals == sorted(listener.arrivals)
         or sorted(set(listener.arrivals)) == sorted(listener.chats),
@@ -182,6 +204,7 @@ def summary(result: dict[str, Any]) -> str:
         f"killed server a replica again {spread(result['rejoined_s'])}; lobby flowing again "
         f"{spread(result['lobby_flows_again_s'])}. {result['sent']} chat messages sent, "
         f"{result['acknowledged']} acknowledged, {result['refused']} refused (chat_not_saved), "
+        f"{result['unanswered']} unanswered (their socket closed first), "
         f"{len(result['lost'])} acknowledged and lost; socket closes seen: "
         f"{', '.join(result['closes']) or 'none'}."
     )

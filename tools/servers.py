@@ -1337,7 +1337,13 @@ class Cluster:
             f"{old} was restarted by supervisord (pid {self.pid(old)}) and is a replica of "
             f"{new} again, {rejoined:.2f} s after the kill"
         )
-        return {"old": old, "new": new, "promoted": promoted, "rejoined": rejoined}
+        return {
+            "old": old,
+            "new": new,
+            "killed_at": killed,  # time.monotonic()
+            "promoted": promoted,
+            "rejoined": rejoined,
+        }
 
     # ------------------------------------------------------------ logs, stopping
     def logs(self) -> dict[str, str]:
