@@ -1698,12 +1698,19 @@ class Network:
         """Every namespace of this network."""
         return [self.netns(host) for host in (*self.hosts, SWITCH)]
 
-    def remove(self) -> None:
-        """Stop whatever still runs in the namespaces, then delete them (and so every link)."""
+    def remove(self, timeout: float = 30.0) -> None:
+        """
+        Stop whatever still runs in the namespaces, then delete them (and so every link); wait
+        until the kernel, which tears a namespace down in the background, has removed the
+        machine's own end of its link too.
+        """
         if self.wire is not None:
             self.wire.stop()
         for name in self.namespaces():
             remove_namespace(name)
+        deadline = time.monotonic() + timeout
+        while ip("link", "show", "dev", self.front, check=False) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 def remove_namespace(name: str) -> None:

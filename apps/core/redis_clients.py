@@ -109,13 +109,17 @@ def connect(decode_responses: bool = False) -> Redis:
     if sentinels:
         password = getattr(settings, "REDIS_PASSWORD", "") or None
         watchers = Sentinel(sentinels, sentinel_kwargs=sentinel_options(password or ""))
+        options: dict[str, Any] = {}
+        if retry := getattr(settings, "REDIS_RETRY", None):
+            # Through a failover, as the channel layer does; redis-py's default (10 retries,
+            # about 5 s) otherwise.
+            options["retry"] = copy.deepcopy(retry)
         return watchers.master_for(
             settings.REDIS_MASTER_NAME,
             decode_responses=decode_responses,
             password=password,
-            # Through a failover, as the channel layer does (settings.REDIS_RETRY).
-            retry=copy.deepcopy(settings.REDIS_RETRY),
             connection_class=FailoverAwareConnection,
+            **options,
         )
     if not settings.REDIS_URL:
         raise ImproperlyConfigured("no Redis configured: set REDIS_URL or REDIS_SENTINELS")
