@@ -172,7 +172,10 @@ e2e: install system-deps
 test-faults: install system-deps
 	$(BIN)/pytest e2e/hosts
 
-# The unit tests again on Python 3.12+ (Django 6.x), when such an interpreter exists here.
+# The unit tests again on Python 3.12+ (Django 6.x), when such an interpreter exists here, and
+# on PostgreSQL: a throwaway server on a free port (tools/servers.py with-postgres), stopped and
+# removed afterwards. (`make unit`, on SQLite, runs the tests that depend on the database on a
+# PostgreSQL of its own as well: apps/core/tests/databases.py.)
 compat:
 	@py=""; for candidate in python3.13 python3.12 \
 	    $$(ls -d $$(pyenv root 2>/dev/null)/versions/3.1[23]*/bin/python3 2>/dev/null); do \
@@ -180,8 +183,9 @@ compat:
 	    py=$$(command -v $$candidate); break; fi; \
 	done; \
 	if [ -z "$$py" ]; then echo "compat: no Python 3.12+ here, skipped"; exit 0; fi; \
-	echo "compat: unit tests on $$($$py --version)"; \
-	TEST_DATABASE_PATH=$(CURDIR)/test-db-compat.sqlite3 \
+	echo "compat: unit tests on $$($$py --version), on PostgreSQL"; \
+	$(MAKE) --no-print-directory install PYTHON=$$py VENV=.venv-compat && \
+	  .venv-compat/bin/python -m tools.servers with-postgres -- \
 	  $(MAKE) --no-print-directory unit PYTHON=$$py VENV=.venv-compat
 
 clean:

@@ -42,7 +42,7 @@ def database_settings(
     """
     The `DATABASES["default"]` entry for `url` (SQLite at `sqlite_path` when empty). Tests put
     the test database where server subprocesses can reach it: a file for SQLite
-    (`sqlite_test_path`), `test_name` (else Django's `test_<NAME>`) for PostgreSQL.
+    (`sqlite_test_path`), `test_name` (else Django's `test_<NAME>`) on a database server.
     """
     if not url:
         config: dict[str, Any] = {"ENGINE": SQLITE, "NAME": sqlite_path}
@@ -50,8 +50,10 @@ def database_settings(
         config = from_url(url)
     if config["ENGINE"] == SQLITE:
         config["TEST"] = {"NAME": sqlite_test_path}
-    elif test_name:
-        config["TEST"] = {"NAME": test_name}
+    else:
+        # Named here (Django's own default), so the browser suite can check that its servers
+        # run on the test database: NAME becomes TEST's NAME once pytest-django made it.
+        config["TEST"] = {"NAME": test_name or f"test_{config['NAME']}"}
     if config["ENGINE"] == POSTGRESQL:
         # pg_stat_activity's application_name then tells which process holds a connection.
         config.setdefault("OPTIONS", {}).setdefault("application_name", f"showcase:{os.getpid()}")

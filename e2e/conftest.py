@@ -22,7 +22,14 @@ from playwright.sync_api import BrowserContext, Playwright
 
 from e2e import artifacts
 from e2e.auth import PASSWORD
-from tools.servers import SERVERS, ServerProcess, server_env, start_daphne, start_worker
+from tools.servers import (
+    SERVERS,
+    ServerProcess,
+    database_env,
+    server_env,
+    start_daphne,
+    start_worker,
+)
 from tools.servers import start_server as start_any_server
 
 # Sync Playwright keeps an event loop running on this thread, and Django then refuses ORM
@@ -107,15 +114,15 @@ def browser_type_launch_args(
 def daphne_env(django_db_setup: None) -> dict[str, str]:
     """
     The environment of every server the suite starts: the test database pytest-django has
-    just created (a file: TEST_DATABASE_PATH), the fast password hasher, DEBUG off, and
-    nothing of this process's test-only variables.
+    just created (a SQLite file, TEST_DATABASE_PATH, or a PostgreSQL database), the fast
+    password hasher, DEBUG off, and nothing of this process's test-only variables.
     """
     database = settings.DATABASES["default"]
     if str(database["NAME"]) != str(database["TEST"]["NAME"]):
         # Never let a browser test's server write to the developer's database.
         raise RuntimeError(f"the test database was not set up; NAME is {database['NAME']}")
     return server_env(
-        DATABASE_PATH=str(database["NAME"]),
+        **database_env(database),
         FAST_PASSWORD_HASHER="1",
         DEBUG="0",
         # Server-Sent Events at ten a second, reconnecting after 200 ms: streams in tests
@@ -223,10 +230,16 @@ def start_server(
 
 
 @pytest.fixture
-def users() -> None:
+def database_alias() -> str:
+    """The alias of the database this folder's servers use (e2e/cluster/: PostgreSQL's)."""
+    return "default"
+
+
+@pytest.fixture
+def users(database_alias: str) -> None:
     """alice and bob, with the suite's password, in the test database the servers share."""
     for name in ("alice", "bob"):
-        get_user_model().objects.create_user(name, password=PASSWORD)
+        get_user_model().objects.db_manager(database_alias).create_user(name, password=PASSWORD)
 
 
 @pytest.fixture

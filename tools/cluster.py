@@ -33,6 +33,10 @@ RUN_DIR = servers.BASE_DIR / ".cluster"
 # Where `collectstatic` writes (settings.STATIC_ROOT): the build that the deploy step then
 # copies to each host.
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT") or servers.BASE_DIR / "staticfiles")
+# How the processes keep their database connections (docs/styles.md, "Database connections"):
+# one per process, reused, tested before reuse, so a restarted PostgreSQL costs no socket an
+# error and no message pays for a new connection.
+CONNECTIONS = {"conn_max_age": "60", "conn_health_checks": "true"}
 
 
 def generated(run_dir: Path, name: str) -> str:
@@ -103,7 +107,7 @@ def run(args: argparse.Namespace) -> None:
     # A database named by the operator wins; otherwise the cluster runs its own PostgreSQL.
     database_url = os.environ.get("DATABASE_URL", "")
     postgres = None if database_url else cluster_postgres(run_dir, args.hosts)
-    env = cluster_env(run_dir, DATABASE_URL=database_url or postgres.url())
+    env = cluster_env(run_dir, DATABASE_URL=database_url or postgres.url(**CONNECTIONS))
     manage(env, "collectstatic", "--no-input", "-v", "0")
     cluster = servers.start_cluster(
         args.workers,
@@ -194,4 +198,5 @@ if __name__ == "__main__":
     except KeyboardInterrupt:
         sys.exit(130)  # Ctrl-C while starting: what had started is stopped (start_cluster)
     except RuntimeError as error:
-        sys.exit(f"make cluster: {error}")  # what had started is stopped (start_cluster)
+        # Nothing runs any more (start_cluster stops what it started): say why, no traceback.
+        sys.exit(f"make cluster: {error}")

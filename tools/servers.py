@@ -211,6 +211,32 @@ def server_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+def database_env(database: Mapping[str, Any]) -> dict[str, str]:
+    """
+    What a server process needs to open the database that these Django settings describe
+    (`settings.DATABASES[alias]`, e.g. the test database pytest-django has just made):
+    DATABASE_PATH for a SQLite file, DATABASE_URL, connection options included, otherwise.
+    """
+    if database["ENGINE"].endswith("sqlite3"):
+        return {"DATABASE_PATH": str(database["NAME"])}
+    options = {}
+    if database.get("CONN_MAX_AGE"):
+        options["conn_max_age"] = str(database["CONN_MAX_AGE"])
+    if database.get("CONN_MAX_AGE", 0) is None:
+        options["conn_max_age"] = "none"
+    if database.get("CONN_HEALTH_CHECKS"):
+        options["conn_health_checks"] = "true"
+    pool = database.get("OPTIONS", {}).get("pool")
+    if pool:
+        options["pool"] = "true"
+        options.update({f"pool_{k}": str(v) for k, v in (pool if pool is not True else {}).items()})
+    url = postgres_url(
+        database["HOST"], int(database["PORT"]), database["PASSWORD"], database["NAME"],
+        user=database["USER"],
+    )  # fmt: skip
+    return {"DATABASE_URL": with_options(url, options)}
+
+
 def start_daphne(
     env: Mapping[str, str] | None = None,
     port: int | None = None,
@@ -828,11 +854,13 @@ def init_postgres(data_dir: Path, password: str, os_user: str, durable: bool = T
     return True
 
 
-def postgres_command(data_dir: Path, host: str, port: int, durable: bool = True) -> list[str]:
+def postgres_command(
+    data_dir: Path, host: str, port: int, durable: bool = True, settings: tuple[str, ...] = ()
+) -> list[str]:
     """
     The `postgres` command line: TCP on host:port only (no unix socket, so no socket file is
     left behind and no path is too long), logging to its stdout; `durable=False` trades crash
-    safety for speed (throwaway servers: no fsync).
+    safety for speed (throwaway servers: no fsync); `settings` adds `name=value` settings.
     """
     command = [
         postgres_binary("postgres"),
@@ -843,15 +871,29 @@ def postgres_command(data_dir: Path, host: str, port: int, durable: bool = True)
         "-c", "logging_collector=off",
     ]  # fmt: skip
     if not durable:
-        for setting in ("fsync=off", "synchronous_commit=off", "full_page_writes=off"):
-            command += ["-c", setting]
+        settings = ("fsync=off", "synchronous_commit=off", "full_page_writes=off", *settings)
+    for setting in settings:
+        command += ["-c", setting]
     return command
 
 
-def postgres_url(host: str, port: int, password: str, database: str = POSTGRES_DATABASE) -> str:
+def postgres_url(
+    host: str,
+    port: int,
+    password: str,
+    database: str = POSTGRES_DATABASE,
+    user: str = POSTGRES_ROLE,
+) -> str:
     """The DATABASE_URL of a database on such a server."""
     address = f"[{host}]" if ":" in host else host
-    return f"postgres://{POSTGRES_ROLE}:{quote(password, safe='')}@{address}:{port}/{database}"
+    credentials = f"{quote(user, safe='')}:{quote(password, safe='')}"
+    return f"postgres://{credentials}@{address}:{port}/{quote(database, safe='')}"
+
+
+def with_options(url: str, options: Mapping[str, str]) -> str:
+    """A DATABASE_URL with query options (config/database.py says which there are)."""
+    query = "&".join(f"{key}={value}" for key, value in options.items())
+    return f"{url}?{query}" if query else url
 
 
 def wait_for_postgres(
@@ -907,8 +949,7 @@ class Postgres:
 
     def url(self, database: str = POSTGRES_DATABASE, **options: str) -> str:
         """The DATABASE_URL of `database`, with query `options` (e.g. conn_max_age="60")."""
-        url = postgres_url(self.host, self.port, self.password, database)
-        return url + ("?" + "&".join(f"{k}={v}" for k, v in options.items()) if options else "")
+        return with_options(postgres_url(self.host, self.port, self.password, database), options)
 
     def restart(self) -> None:
         """A fast shutdown (SIGINT: every client connection is cut), then the same server again."""
@@ -939,11 +980,13 @@ def start_postgres(
     password: str | None = None,
     os_user: str | None = None,
     name: str = "postgres",
+    settings: tuple[str, ...] = (),
 ) -> Postgres:
     """
     A PostgreSQL server on host:port with the database POSTGRES_DATABASE. Without `data_dir`,
     a throwaway one: a fresh data directory (no fsync), removed by `stop()`. With one, its
-    cluster is created there once (`password` must then be the same each time).
+    cluster is created there once (`password` must then be the same each time). `settings`:
+    more `name=value` server settings (e.g. `log_connections=on`).
     """
     os_user = os_user or postgres_os_user()
     port = port or free_port()
@@ -956,7 +999,7 @@ def start_postgres(
     password = password or secrets.token_urlsafe(24)
     durable = throwaway is None
     init_postgres(data_dir, password, os_user, durable)
-    command = postgres_command(data_dir, host, port, durable)
+    command = postgres_command(data_dir, host, port, durable, settings)
     server = _launch(name, command, port, None, as_user=os_user, cwd=data_dir)
     postgres = Postgres(server, data_dir, host, password, os_user, durable, throwaway)
     try:
@@ -986,9 +1029,9 @@ class PostgresProgram:
         """`initdb` the data directory unless it holds a cluster already (then False)."""
         return init_postgres(self.data_dir, self.password, self.os_user)
 
-    def url(self, database: str = POSTGRES_DATABASE) -> str:
-        """The DATABASE_URL of `database` on it."""
-        return postgres_url(self.host, self.port, self.password, database)
+    def url(self, database: str = POSTGRES_DATABASE, **options: str) -> str:
+        """The DATABASE_URL of `database` on it, with query `options` (config/database.py)."""
+        return with_options(postgres_url(self.host, self.port, self.password, database), options)
 
     def values(self, run_dir: Path) -> dict[str, str]:
         """deploy/postgres.conf's placeholders."""
@@ -1563,11 +1606,13 @@ def start_cluster(
                 shutil.rmtree(host.run_dir / "static", ignore_errors=True)
                 host.run_dir.mkdir(parents=True, exist_ok=True)
             if postgres is not None:
-                # On host c's address, at PostgreSQL's own port there.
-                old_url = postgres.url()
+                # On host c's address, at PostgreSQL's own port there; the processes' URL (with
+                # whatever connection options it has) follows it.
+                old = f"@{postgres.host}:{postgres.port}/"
                 postgres.host, postgres.port = network.address(DATA_HOST), POSTGRES_PORT
-                if env.get("DATABASE_URL") == old_url:
-                    env["DATABASE_URL"] = postgres.url()
+                url = env.get("DATABASE_URL", "")
+                if old in url:
+                    env["DATABASE_URL"] = url.replace(old, f"@{postgres.host}:{postgres.port}/")
         endpoints = write_cluster_config(
             run_dir, workers, port, daphne_args, static_root, app, layout, redis, postgres
         )

@@ -7,6 +7,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from config.database import database_settings, from_url
+from tools.servers import database_env
 
 SQLITE_PATH, SQLITE_TEST_PATH = Path("/data/db.sqlite3"), Path("/data/test-db.sqlite3")
 URL = "postgres://showcase:p%40ss@127.0.0.1:5433/showcase"
@@ -40,6 +41,7 @@ def test_a_postgres_url_is_parsed_with_the_driver_options_kept() -> None:
     assert config["OPTIONS"]["sslmode"] == "disable"
     assert config["OPTIONS"]["connect_timeout"] == 5
     assert config["TEST"] == {"NAME": "test_x"}
+    assert settings_for(URL)["TEST"] == {"NAME": "test_showcase"}  # Django's default, spelled out
 
 
 def test_each_process_names_itself_to_postgresql() -> None:
@@ -101,3 +103,24 @@ def test_a_bad_url_is_refused_at_start_up(url: str, complaint: str) -> None:
 def test_a_sqlite_url_keeps_the_test_database_in_a_file() -> None:
     config = settings_for("sqlite:////data/other.sqlite3")
     assert (config["NAME"], config["TEST"]) == ("/data/other.sqlite3", {"NAME": SQLITE_TEST_PATH})
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["", "?conn_max_age=60&conn_health_checks=true", "?conn_max_age=none",
+     "?pool=true&conn_health_checks=true", "?pool_min_size=1&pool_max_size=2&pool_timeout=2.5"],
+)  # fmt: skip
+def test_a_server_process_gets_the_same_database(query: str) -> None:
+    """database_env (tools/servers.py) hands a server process what the tests' settings say."""
+    config = settings_for(URL + query)
+    config["NAME"] = "test_showcase"  # what pytest-django leaves there once it made it
+    url = database_env(config)["DATABASE_URL"]
+    again = from_url(url)
+    for key in ("ENGINE", "NAME", "USER", "PASSWORD", "HOST", "PORT", "CONN_MAX_AGE",
+                "CONN_HEALTH_CHECKS"):  # fmt: skip
+        assert again[key] == config[key], key
+    assert again.get("OPTIONS", {}).get("pool") == config["OPTIONS"].get("pool")
+
+
+def test_a_server_process_gets_the_same_sqlite_file() -> None:
+    assert database_env(settings_for("")) == {"DATABASE_PATH": str(SQLITE_PATH)}
