@@ -174,10 +174,15 @@ SENT_SECONDS = 300
 class NotSaved(Exception):
     """
     A chat message could not be confirmed on a replica in time, and was withdrawn: it was not
-    sent to the lobby, and the sender is told so (error `chat_not_saved`).
+    sent to the lobby, and the sender is told so (error `chat_not_saved`). `message_id` is the
+    id it had been given (never given again).
     """
 
     code = "chat_not_saved"
+
+    def __init__(self, message: str, message_id: int) -> None:
+        super().__init__(message)
+        self.message_id = message_id
 
 
 class RedisHistory:
@@ -217,7 +222,8 @@ class RedisHistory:
         if confirmed < self.replicas:
             await self.withdraw(message_id)
             raise NotSaved(
-                f"no replica confirmed the message within {self.wait_ms} ms; it was not sent"
+                f"no replica confirmed the message within {self.wait_ms} ms; it was not sent",
+                message_id,
             )
         return _chat(message_id, user, text, at)
 
