@@ -14,7 +14,8 @@ BIN := $(VENV)/bin
 DAPHNE_FLAGS ?= $(shell $(BIN)/python -m tools.servers flags daphne)
 
 .PHONY: run test unit e2e lint compat system-deps install clean bench soak \
-	conformance conformance-quick screenshots cluster cluster-restart bench-cluster
+	conformance conformance-quick screenshots cluster cluster-restart cluster-failover \
+	bench-cluster bench-hosts test-faults
 
 # ---------------------------------------------------------------- set-up
 $(BIN)/.installed: requirements/lock.txt pyproject.toml
@@ -37,6 +38,7 @@ system-deps:
 	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
 	  missing="$$missing postgresql"; \
+	command -v ip >/dev/null || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing="$$missing iproute2"; \
 	command -v firefox-esr >/dev/null || command -v firefox >/dev/null || engines="$$engines firefox-esr"; \
 	command -v WebKitWebDriver >/dev/null || engines="$$engines webkit2gtk-driver"; \
 	command -v Xvfb >/dev/null || engines="$$engines xvfb"; \
@@ -66,18 +68,28 @@ screenshots: install system-deps
 
 # ---------------------------------------------------------------- as deployed (docs/deploying.md)
 # nginx on 127.0.0.1:PORT (8080 here, unless PORT is given) in front of WORKERS daphne
-# processes, a Channels worker, a redis-server and PostgreSQL under supervisord (deploy/), in
-# the foreground: Ctrl-C stops all of it. Run files, logs, the generated SECRET_KEY and database
-# password, and PostgreSQL's data directory: .cluster/ (DATABASE_URL=... uses that database).
+# processes, a Channels worker, PostgreSQL, and Redis as a primary, a replica and three Sentinels
+# under supervisord (deploy/), in the foreground: Ctrl-C stops all of it. Run files, logs, the
+# generated SECRET_KEY and database password, and PostgreSQL's data directory: .cluster/
+# (DATABASE_URL=... uses that database). HOSTS=3 (as root): daphne on hosts "a" and "b",
+# PostgreSQL, Redis and its Sentinels on "c", each host a network namespace of its own;
+# NETEM_DELAY=2ms adds that much latency between hosts, each way.
 WORKERS ?= 2
+HOSTS ?= 1
+NETEM_DELAY ?=
 CLUSTER_PORT = $(if $(filter command line environment,$(origin PORT)),$(PORT),8080)
 cluster: install system-deps
 	$(BIN)/python -m tools.cluster --workers $(WORKERS) --port $(CLUSTER_PORT) \
-	  --daphne-args="$(DAPHNE_FLAGS)"
+	  --hosts $(HOSTS) --delay "$(NETEM_DELAY)" --daphne-args="$(DAPHNE_FLAGS)"
 
 # Restart the running cluster's daphne processes one at a time: browsers reconnect to the others.
 cluster-restart: install
 	$(BIN)/python -m tools.cluster restart
+
+# SIGKILL the running cluster's Redis primary; print it, the replica Sentinel promotes, and the
+# killed server rejoining as a replica once supervisord has restarted it.
+cluster-failover: install
+	$(BIN)/python -m tools.cluster failover
 
 # ---------------------------------------------------------------- load (127.0.0.1 only, bounded)
 # Styles, servers and channel layers side by side, with ceilings: a few minutes, then
@@ -89,6 +101,13 @@ bench: install system-deps
 # sockets over both processes (about two minutes); writes its section of docs/benchmarks.md.
 bench-cluster: install system-deps
 	$(BIN)/python -m bench.cluster --daphne-args="$(DAPHNE_FLAGS)" $(BENCH_ARGS)
+
+# make cluster HOSTS=3's figures for docs/deploying.md (as root, a few minutes): fan-out to 1,000
+# sockets over hosts a and b at 0, 2 and 10 ms between hosts, handshakes through nginx, and 20
+# Redis failovers during chat (messages acknowledged and lost). BENCH_ARGS="--members 100
+# --handshakes 200 --failovers 2 --delays 0,2" for a quick look.
+bench-hosts: install system-deps
+	$(BIN)/python -m bench.hosts $(BENCH_ARGS)
 
 # 1,000 sockets on the six echo endpoints of a daphne started with the flags of `make run`,
 # for SOAK_SECONDS: every message must come back once, in order, and daphne's log stays free of
@@ -158,7 +177,14 @@ unit: install
 E2E_WORKERS ?= 3
 REQUIRE_ENGINES ?= $(shell [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && echo 1)
 e2e: install system-deps
-	SHOWCASE_REQUIRE_ENGINES=$(REQUIRE_ENGINES) $(BIN)/pytest e2e -n $(E2E_WORKERS) --dist loadgroup
+	SHOWCASE_REQUIRE_ENGINES=$(REQUIRE_ENGINES) $(BIN)/pytest e2e -n $(E2E_WORKERS) --dist loadgroup \
+	  --ignore=e2e/hosts
+
+# The slow fault scenarios, beside `make test` (CI runs both; docs/testing.md): `make cluster
+# HOSTS=3` itself, started once (network namespaces: as root), the walk across hosts, kill -9 of
+# host b's daphne processes, a Redis failover during chat, and nothing left after its Ctrl-C.
+test-faults: install system-deps
+	$(BIN)/pytest e2e/hosts
 
 # The unit tests again on Python 3.12+ (Django 6.x), when such an interpreter exists here, and
 # on PostgreSQL: a throwaway server on a free port (tools/servers.py with-postgres), stopped and

@@ -11,7 +11,14 @@ from apps.core.tests.databases import (
     database_params,
     wants_postgres_alias,
 )
-from tools.servers import Postgres, ServerProcess, start_postgres, start_redis
+from tools.servers import (
+    Postgres,
+    RunningGroup,
+    ServerProcess,
+    start_postgres,
+    start_redis,
+    start_redis_group,
+)
 
 
 def pytest_report_header() -> str:
@@ -42,6 +49,18 @@ def redis_server() -> Iterator[ServerProcess]:
 def redis_url(redis_server: ServerProcess) -> str:
     """The REDIS_URL of the session's own redis-server."""
     return f"redis://127.0.0.1:{redis_server.port}/0"
+
+
+@pytest.fixture(scope="session")
+def redis_group() -> Iterator[RunningGroup]:
+    """
+    A Redis primary, one replica and three Sentinels of our own, for the whole session. Tests
+    that fail it over leave a primary behind (RunningGroup.restart brings a killed one back
+    as a replica), so each asks the group for the current primary.
+    """
+    group = start_redis_group()
+    yield group
+    group.stop()
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,7 @@ so the sync and async consumers are held to exactly the same contract.
 
 import asyncio
 import os
+import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -177,6 +178,7 @@ class JsonContract:
         assert info["user"] is None
         assert info["process"] == os.getpid()  # the process that served the socket
         assert info["database"] == connections["default"].vendor  # sqlite or postgresql
+        assert info["host"] == socket.gethostname()  # unless SHOWCASE_HOST names the host
         assert info["client"] is None  # a communicator's scope has no peer address
         await comm.disconnect()
 
