@@ -37,6 +37,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def page_origin(url: str) -> str:
+    """
+    The Origin a page of this site sends with a handshake to `url` (ws://127.0.0.1:8000/ws/ ->
+    http://127.0.0.1:8000): the socket origin check wants the scheme, host and port of the site.
+    """
+    scheme, rest = url.split("://", 1)
+    return f"{ {'ws': 'http', 'wss': 'https'}.get(scheme, scheme) }://{rest.split('/', 1)[0]}"
+
+
 def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 15.0) -> None:
     """Return once something accepts connections on the port; fail if the process died."""
     deadline = time.monotonic() + timeout

@@ -38,7 +38,7 @@ from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 from django.conf import settings
 
-from apps.core import lobby
+from apps.core import lobby, origins
 from apps.core.consumers import NoDatabaseMixin
 from apps.core.outage import UNREACHABLE
 
@@ -129,6 +129,10 @@ class EventStreamConsumer(NoDatabaseMixin, AsyncHttpConsumer):
         try:
             if self.scope["method"] not in ("GET", "HEAD"):
                 raise BadRequest(405, "an event stream is read with GET")
+            if not origins.stream_allowed(self.scope):
+                # Another origin's page (another port or scheme of this host, too) would get
+                # the visitor's cookie along: as for sockets, only the site's own pages may ask.
+                raise BadRequest(403, "this stream is for this site's own pages")
             await self.handle(b"".join(self.body))
         except BadRequest as refusal:
             await self.send_response(

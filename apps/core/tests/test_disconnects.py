@@ -188,7 +188,7 @@ async def still_serves(server: ServerProcess, cookie: str) -> None:
     for path, kind in ENDPOINTS:
         headers = {"Cookie": cookie} if kind == "lobby" else {}
         async with connect(
-            server.ws_url + path, origin=hostile.ORIGIN, additional_headers=headers
+            server.ws_url + path, origin=server.http_url, additional_headers=headers
         ) as ws:
             if kind == "lobby":
                 assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "hello"
