@@ -20,6 +20,7 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 from django.urls import re_path  # noqa: E402
 
 from apps.auth_ws.routing import websocket_urlpatterns as auth_ws_routes  # noqa: E402
+from apps.core.connections import ConnectionLimitMiddleware  # noqa: E402
 from apps.core.disconnects import QuietDisconnectMiddleware  # noqa: E402
 from apps.core.journal import JournalMiddleware  # noqa: E402
 from apps.core.origins import SameOriginValidator  # noqa: E402
@@ -50,7 +51,10 @@ application = ProtocolTypeRouter(
         # as Django's CSRF check demands of forms (apps/core/origins.py).
         "websocket": QuietDisconnectMiddleware(
             SameOriginValidator(
-                AuthMiddlewareStack(JournalMiddleware(URLRouter(websocket_urlpatterns)))
+                AuthMiddlewareStack(
+                    # Open sockets per user and per address (apps/core/connections.py).
+                    ConnectionLimitMiddleware(JournalMiddleware(URLRouter(websocket_urlpatterns)))
+                )
             )
         ),
         # Named channels, read by `manage.py runworker jobs` (or in-process: apps/jobs/worker.py).

@@ -41,6 +41,7 @@ from django.conf import settings
 from apps.core import lobby, origins
 from apps.core.consumers import NoDatabaseMixin
 from apps.core.outage import UNREACHABLE
+from apps.core.sessions import user_group
 
 logger = logging.getLogger(__name__)
 
@@ -268,6 +269,8 @@ class LobbyStreamConsumer(EventStreamConsumer):
         if not user.is_authenticated:
             raise BadRequest(403, "log in first: the lobby stream is for logged-in users")
         resumed_from = last_event_id(self.scope)
+        # The user's group: a logout on any process ends this stream at once (session_ended).
+        await self.join(user_group(user.pk))
         # Join before reading the history: a message published in between arrives both ways,
         # and the id check in lobby_chat drops the second copy.
         await self.join(lobby.LOBBY_GROUP)
@@ -280,11 +283,19 @@ class LobbyStreamConsumer(EventStreamConsumer):
         await self.catch_up(report_gap=resumed_from is not None)
         self.later(settings.SSE_SESSION_CHECK_SECONDS, {"type": "sse.session_check"})
 
+    async def session_ended(self, event: dict[str, Any]) -> None:
+        """
+        The user logged out, on this process or another (apps/core/sessions.py): say `bye` and
+        end the stream (EventSource reconnects, gets 403, and stops).
+        """
+        await self.send_event({"reason": event.get("reason", "session ended")}, event="bye")
+        await self.end_stream()
+
     async def sse_session_check(self, event: dict[str, Any]) -> None:
         """
-        The user was read once, at the request: logging out changes nothing by itself. So
-        every few seconds, check the session still logs this user in; if not, end the stream
-        (EventSource reconnects, gets 403, and stops).
+        The user was read once, at the request. A logout ends the stream through the user's
+        group; a session that ends otherwise (expired, flushed from the database) is found
+        here: every few seconds, check the session still logs this user in.
         """
         store = import_module(settings.SESSION_ENGINE).SessionStore
         user = await get_user({"session": store(self.scope["session"].session_key)})

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_POST
 
-from apps.core import lobby
+from apps.core import lobby, throttle
 from apps.core.views import ConsumerStyleView
 
 from . import consumers, routing
@@ -28,6 +28,9 @@ async def say(request: HttpRequest) -> JsonResponse:
         return error(400, "invalid_text", 'chat needs a non-empty "text"')
     if len(text) > consumers.MAX_CHAT_CHARS:
         return error(400, "text_too_long", f"at most {consumers.MAX_CHAT_CHARS} characters")
+    if not await throttle.allow("lobby_per_user", throttle.of_user(user)):
+        # The same budget as the user's sockets (WS_LIMITS["lobby_per_user"]), on every process.
+        return error(429, "rate_limited", "too many lobby messages from you: slow down")
     message = await lobby.publish(user.get_username(), text)
     return JsonResponse({"type": "chat", "id": message["id"]}, status=201)
 
