@@ -221,6 +221,8 @@ LOGGING = {
     "loggers": {
         # daphne logs every HTTP request at INFO through its access log; keep it readable.
         "daphne": {"level": "WARNING"},
+        # django-axes logs every login and logout at INFO; failures and lockouts are warnings.
+        "axes": {"level": "WARNING"},
         # uvicorn logs a client's invalid UTF-8 with a traceback of its own (log_filters.py).
         "uvicorn.error": {"filters": ["client_error"]},
         # asyncio on Python 3.11 logs hypercorn's cancelled connections as errors (log_filters.py).
@@ -277,8 +279,6 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_CLIENT_IP_CALLABLE = "apps.auth_ws.views.client_address"
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_RESET_ON_SUCCESS = True
-# One line per failure is plenty; axes would also log every success.
-AXES_VERBOSE = False
 
 # How a sync consumer's `self.send` reaches the event loop (apps/core/consumers.py,
 # QueuedSendMixin): "stock" is Channels' own async_to_sync, which waits for the loop; "queued"

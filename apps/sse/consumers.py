@@ -39,6 +39,7 @@ from channels.utils import await_many_dispatch
 from django.conf import settings
 
 from apps.core import lobby, origins
+from apps.core.connections import OPEN
 from apps.core.consumers import NoDatabaseMixin
 from apps.core.outage import UNREACHABLE
 from apps.core.sessions import user_group
@@ -96,6 +97,7 @@ class EventStreamConsumer(NoDatabaseMixin, AsyncHttpConsumer):
     uses_channel_layer = False
     groups: tuple[str, ...] = ()
     streaming = False
+    counted = False  # among the user's and address's open connections (connections.py)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Serve one request: dispatch the client's, the channel layer's and our own events."""
@@ -120,6 +122,8 @@ class EventStreamConsumer(NoDatabaseMixin, AsyncHttpConsumer):
         finally:
             # Also when the server cancels us: no timer fires and no group keeps our channel.
             await self.stop()
+            if self.counted:
+                OPEN.release(scope)
 
     async def http_request(self, message: dict[str, Any]) -> None:
         """Collect the body, then let `handle()` open the stream; stay alive if it did."""
@@ -134,6 +138,9 @@ class EventStreamConsumer(NoDatabaseMixin, AsyncHttpConsumer):
                 # Another origin's page (another port or scheme of this host, too) would get
                 # the visitor's cookie along: as for sockets, only the site's own pages may ask.
                 raise BadRequest(403, "this stream is for this site's own pages")
+            if refusal := OPEN.admit(self.scope):
+                raise BadRequest(429, refusal)
+            self.counted = True
             await self.handle(b"".join(self.body))
         except BadRequest as refusal:
             await self.send_response(
