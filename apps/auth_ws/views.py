@@ -41,7 +41,8 @@ class SignupView(RedirectURLMixin, FormView):
                 "Too many new accounts from your address lately: please try again in an hour.",
             )
             return self.render_to_response(self.get_context_data(form=form), status=429)
-        login(self.request, form.save())
+        # A new account has no failed logins to count: straight to the model backend.
+        login(self.request, form.save(), backend="django.contrib.auth.backends.ModelBackend")
         return super().form_valid(form)
 
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:

@@ -161,29 +161,31 @@ class RedisStore:
         await self.client.zrem(REDIS_PREFIX + key, holder)
 
 
-# One store per event loop: a Redis client's connections belong to the loop that opened them.
-_stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, MemoryStore | RedisStore] = (
+# One memory store per process (sync views reach it through async_to_sync, which may run on a
+# loop of its own), one Redis store per event loop (a client's connections belong to its loop).
+_memory = MemoryStore()
+_redis_stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RedisStore] = (
     weakref.WeakKeyDictionary()
 )
 
 
 def get_store() -> MemoryStore | RedisStore:
-    """The running loop's store: Redis if REDIS_URL is set, else memory."""
+    """The store for this process and loop: Redis if REDIS_URL is set, else memory."""
+    if not settings.REDIS_URL:
+        return _memory
     loop = asyncio.get_running_loop()
-    store = _stores.get(loop)
+    store = _redis_stores.get(loop)
     if store is None:
-        if settings.REDIS_URL:
-            store = RedisStore(Redis.from_url(settings.REDIS_URL))
-        else:
-            store = MemoryStore()
-        _stores[loop] = store
+        store = _redis_stores[loop] = RedisStore(Redis.from_url(settings.REDIS_URL))
     return store
 
 
 async def close_store() -> None:
-    """Forget the running loop's store, closing its Redis connections (tests call this)."""
-    store = _stores.pop(asyncio.get_running_loop(), None)
-    if isinstance(store, RedisStore):
+    """Empty the memory store and close the loop's Redis client (tests call this)."""
+    global _memory
+    _memory = MemoryStore()
+    store = _redis_stores.pop(asyncio.get_running_loop(), None)
+    if store is not None:
         await store.client.aclose()
 
 

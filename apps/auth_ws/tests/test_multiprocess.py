@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from http.cookiejar import CookieJar
 from typing import Any
+from urllib.error import HTTPError
 from urllib.parse import urlencode
 from urllib.request import HTTPCookieProcessor, build_opener
 
@@ -273,3 +274,26 @@ async def test_logout_on_one_process_closes_every_socket_and_stream_on_the_other
         for path, ws in sockets.items():
             assert await closed_after_any(ws) == 4401, path
         assert json.loads(await next_event(stream, "bye")) == {"reason": "logged out"}
+
+
+async def test_one_users_lobby_budget_is_shared_by_every_process(
+    servers: tuple[ServerProcess, ServerProcess], users: None
+) -> None:
+    # WS_LIMITS["lobby_per_user"] (burst 20, 1 a second) is one bucket in Redis: POSTs that
+    # alternate between the processes still get only about the burst through.
+    a, b = servers
+    x = [await logged_in(server, "xavier") for server in (a, b)]
+    started = time.monotonic()
+    statuses = [await asyncio.to_thread(say, x[n % 2], f"flood {n}") for n in range(40)]
+    elapsed = time.monotonic() - started
+    assert statuses.count(201) <= 20 + elapsed * 1 + 1, (statuses, elapsed)
+    # Both processes refused some: neither kept a budget of its own.
+    assert 429 in statuses[0::2] and 429 in statuses[1::2], statuses
+
+
+def say(client: FormClient, text: str) -> int:
+    """POST /http/lobby/say/ with the client's session and CSRF token; the status."""
+    try:
+        return client.post("/http/lobby/say/", {"text": text})
+    except HTTPError as error:
+        return error.code
