@@ -152,8 +152,11 @@ def test_stats_are_off_by_default(client: Client, settings) -> None:
 
 # Lifted, so the hostile clients' bursts meet the servers' framing, not the showcase's limits.
 NO_LIMITS = {
-    kind: {"messages_per_second": 0, "max_message_bytes": 1 << 20}
-    for kind in ("echo", "json", "lobby")
+    **{
+        kind: {"messages_per_second": 0, "max_message_bytes": 1 << 20}
+        for kind in ("echo", "json", "lobby")
+    },
+    "connections": {"per_user": 0, "per_address": 0},
 }
 ENDPOINTS = [
     ("/ws/sc/", "echo"),
