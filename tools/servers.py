@@ -7,6 +7,7 @@ managers). Nothing here depends on a server that happens to be running already.
 
 import contextlib
 import getpass
+import ipaddress
 import os
 import re
 import shutil
@@ -676,22 +677,56 @@ def start_cluster(
     return cluster
 
 
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` keeps a server reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def debug_refusal(host: str, env: Mapping[str, str]) -> str | None:
+    """
+    Why `make run` must not start on `host` with this environment, or None. DEBUG on a host
+    others can reach shows them Django's debug pages (a 404 lists every URL pattern, an error
+    the settings and the source) and the demo accounts' passwords on the login page; only an
+    explicit ALLOW_DEBUG_ON_PUBLIC_HOST=1 says that is meant.
+    """
+    debug = env.get("DEBUG", "").lower() in {"1", "true", "yes", "on"}
+    allowed = env.get("ALLOW_DEBUG_ON_PUBLIC_HOST", "").lower() in {"1", "true", "yes", "on"}
+    if not debug or allowed or is_loopback(host):
+        return None
+    return (
+        f"refusing to serve DEBUG on {host}, which other machines can reach: Django's debug "
+        "pages list every URL pattern (any 404) and settings and source (any error), and the "
+        "login page shows the demo accounts' passwords. Serve it with DEBUG=0 "
+        f"(make run HOST={host} DEBUG=0), or say ALLOW_DEBUG_ON_PUBLIC_HOST=1 if you mean it."
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     """
     `python -m tools.servers run SERVER [--host H] [--port P]`: replace this process with the
-    server, as `make run` does; `python -m tools.servers flags SERVER` prints its flags.
+    server, as `make run` does; `python -m tools.servers flags SERVER` prints its flags;
+    `python -m tools.servers check SERVER --host H` exits 1 if DEBUG must not be served there.
     """
     import argparse
     import shlex
 
     parser = argparse.ArgumentParser(prog="python -m tools.servers")
-    parser.add_argument("action", choices=("run", "flags"))
+    parser.add_argument("action", choices=("run", "flags", "check"))
     parser.add_argument("server", choices=SERVERS)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
     if args.action == "flags":
         print(shlex.join(SERVER_FLAGS[args.server]))
+        return
+    if refusal := debug_refusal(args.host, os.environ):
+        sys.exit(refusal)
+    if args.action == "check":
         return
     command = server_command(args.server, args.port, args.host)
     print(shlex.join(command[1:]), flush=True)
