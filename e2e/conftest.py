@@ -22,7 +22,14 @@ from playwright.sync_api import BrowserContext, Playwright
 
 from e2e import artifacts
 from e2e.test_auth import PASSWORD
-from tools.servers import SERVERS, ServerProcess, server_env, start_daphne, start_worker
+from tools.servers import (
+    SERVERS,
+    ServerProcess,
+    server_env,
+    start_daphne,
+    start_worker,
+    static_site,
+)
 from tools.servers import start_server as start_any_server
 
 # Sync Playwright keeps an event loop running on this thread, and Django then refuses ORM
@@ -220,6 +227,16 @@ def start_server(
     yield start
     for server in started:
         _stop(server)
+
+
+@pytest.fixture(scope="session")
+def foreign_site() -> Iterator[str]:
+    """
+    The base URL of a page of another origin (e2e/foreign/: another port of 127.0.0.1, so
+    the same site for cookies), which tries the showcase's sockets and streams.
+    """
+    with static_site(Path(__file__).parent / "foreign") as url:
+        yield url
 
 
 @pytest.fixture

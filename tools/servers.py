@@ -405,6 +405,33 @@ def start_worker(
 
 
 @contextlib.contextmanager
+def static_site(directory: Path, port: int | None = None) -> Iterator[str]:
+    """
+    A plain static file server for `directory` on 127.0.0.1 (in a thread of this process), for
+    pages of *another origin* than the showcase: the browser tests' foreign page. Yields its
+    base URL.
+    """
+    import functools
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(directory))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port or free_port()), handler)
+    thread = threading.Thread(target=httpd.serve_forever, name="static site", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+@contextlib.contextmanager
 def running(server: ServerProcess) -> Iterator[ServerProcess]:
     """Stop the server when the block ends, however it ends."""
     try:
