@@ -232,10 +232,10 @@ def start_server(
 @pytest.fixture(scope="session")
 def foreign_site() -> Iterator[str]:
     """
-    The base URL of a page of another origin (e2e/foreign/: another port of 127.0.0.1, so
+    The base URL of a page of another origin (e2e/foreign_site/: another port of 127.0.0.1, so
     the same site for cookies), which tries the showcase's sockets and streams.
     """
-    with static_site(Path(__file__).parent / "foreign") as url:
+    with static_site(Path(__file__).parent / "foreign_site") as url:
         yield url
 
 
