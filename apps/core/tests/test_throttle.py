@@ -5,6 +5,8 @@ issue 21's probe (180 of alice's chats stored from 20 sockets; 600 sockets for o
 Across two processes and Redis: apps/auth_ws/tests/test_multiprocess.py.
 """
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -14,6 +16,8 @@ from channels.layers import get_channel_layer
 from channels.testing import ApplicationCommunicator
 from django.db import connections
 from django.test import AsyncClient
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from apps.auth_ws.presence import close_presence
 from apps.core import lobby, throttle
@@ -21,6 +25,7 @@ from apps.core.connections import OPEN
 from apps.core.tests.accounts import create_users, log_in, session_cookie
 from apps.core.tests.contract import HOST, communicator, expect_close
 from config.asgi import application
+from tools.servers import running, server_env, start_daphne
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -211,3 +216,23 @@ async def test_unfinished_jobs_per_user_over_all_their_sockets(
     assert (await job(second))["type"] == "queued"
     await second.disconnect()
     await bob.disconnect()
+
+
+async def test_a_real_client_sees_4429_for_a_socket_over_the_address_limit(tmp_path) -> None:
+    # Over the wire, through daphne: accepted, then closed with the code (a refused handshake
+    # would only ever show a browser 1006).
+    env = server_env(
+        DATABASE_PATH=str(tmp_path / "db.sqlite3"),
+        WS_LIMITS=json.dumps({"connections": {"per_user": 0, "per_address": 2}}),
+    )
+    with running(start_daphne(env, name="daphne-limits")) as server:
+        url = server.ws_url + "/ws/ac/generic/"
+        async with (
+            connect(url, origin=server.http_url),
+            connect(url, origin=server.http_url),
+            connect(url, origin=server.http_url) as third,
+        ):
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(third.recv(), 5)
+        assert closed.value.rcvd.code == 4429
+        assert not server.tracebacks()
