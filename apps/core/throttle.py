@@ -13,9 +13,10 @@ or the client's address for anonymous visitors (`scope["client"]`: behind nginx,
   `who`, each hold expiring after `hold_seconds` so a process that dies holding one leaks
   nothing for long; unfinished jobs use it.
 
-With REDIS_URL both live in Redis (one Lua script each, so every server process shares the
-count); otherwise in this process's memory. Every limit is a `settings.WS_LIMITS` entry, and 0
-turns it off (load tests lift them with WS_LIMITS in the environment, docs/settings.md).
+With Redis (REDIS_URL, or REDIS_SENTINELS: apps/core/redis_clients.py) both live in Redis (one
+Lua script each, so every server process shares the count); otherwise in this process's
+memory. Every limit is a `settings.WS_LIMITS` entry, and 0 turns it off (load tests lift them
+with WS_LIMITS in the environment, docs/settings.md).
 """
 
 import asyncio
@@ -26,6 +27,7 @@ from typing import Any
 from django.conf import settings
 from redis.asyncio import Redis
 
+from . import redis_clients
 from .limits import TokenBucket
 
 REDIS_PREFIX = "throttle:"
@@ -92,7 +94,7 @@ return 1
 
 
 class MemoryStore:
-    """Buckets and holds in this process's memory (no REDIS_URL: one process)."""
+    """Buckets and holds in this process's memory (no Redis: one process)."""
 
     def __init__(self) -> None:
         self.buckets: dict[str, TokenBucket] = {}
@@ -170,13 +172,13 @@ _redis_stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, RedisStore] 
 
 
 def get_store() -> MemoryStore | RedisStore:
-    """The store for this process and loop: Redis if REDIS_URL is set, else memory."""
-    if not settings.REDIS_URL:
+    """The store for this process and loop: Redis when it is configured, else memory."""
+    if not redis_clients.configured():
         return _memory
     loop = asyncio.get_running_loop()
     store = _redis_stores.get(loop)
     if store is None:
-        store = _redis_stores[loop] = RedisStore(Redis.from_url(settings.REDIS_URL))
+        store = _redis_stores[loop] = RedisStore(redis_clients.connect())
     return store
 
 
@@ -186,7 +188,7 @@ async def close_store() -> None:
     _memory = MemoryStore()
     store = _redis_stores.pop(asyncio.get_running_loop(), None)
     if store is not None:
-        await store.client.aclose()
+        await redis_clients.disconnect(store.client)
 
 
 async def allow(kind: str, who: str | None) -> bool:
