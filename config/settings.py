@@ -6,10 +6,15 @@ for a laptop: SQLite, the in-memory channel layer, DEBUG off unless asked for.
 """
 
 import json
+import math
 import os
+import socket
+from datetime import timedelta
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
+
+from config.database import database_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -60,6 +65,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # Failed logins, counted per username and address, with a cool-off (WS_LIMITS["login"]).
+    "axes",
     "apps.core",
     "apps.echo_sync",
     "apps.echo_async",
@@ -76,6 +83,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: turns a login refused for too many failures into the lockout page (HTTP 429).
+    "axes.middleware.AxesMiddleware",
 ]
 
 TEMPLATES = [
@@ -95,28 +104,46 @@ TEMPLATES = [
 ]
 
 # ----------------------------------------------------------------------------- database
-# The test runner and the browser suite's server process must share one file, so the test
-# database is a file too (an in-memory SQLite DB is invisible to another process).
+# DATABASE_URL names the database (config/database.py: its options for CONN_MAX_AGE,
+# CONN_HEALTH_CHECKS and Django's pool); without it, SQLite in DATABASE_PATH (`make run`).
+# `make cluster` runs its own PostgreSQL and sets DATABASE_URL for every process.
+# The test runner and the browser suite's server processes must share one test database, so
+# for SQLite it is a file too (an in-memory SQLite DB is invisible to another process); for
+# PostgreSQL, TEST_DATABASE_NAME (else Django's test_<NAME>) on the same server.
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
 DATABASE_PATH = Path(os.environ.get("DATABASE_PATH", BASE_DIR / "db.sqlite3"))
 DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": DATABASE_PATH,
-        "TEST": {"NAME": os.environ.get("TEST_DATABASE_PATH", BASE_DIR / "test-db.sqlite3")},
-    }
+    "default": database_settings(
+        DATABASE_URL,
+        sqlite_path=DATABASE_PATH,
+        sqlite_test_path=Path(os.environ.get("TEST_DATABASE_PATH", BASE_DIR / "test-db.sqlite3")),
+        test_name=os.environ.get("TEST_DATABASE_NAME", ""),
+    )
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # ----------------------------------------------------------------------------- channel layer
-# No REDIS_URL: one process, messages in memory (`make run`). With REDIS_URL, channels-redis
-# carries group messages between server processes. CHANNEL_LAYER=pubsub picks the Pub/Sub
-# layer (lower latency, no per-channel queue, so no capacity and no backlog).
+# No Redis: one process, messages in memory (`make run`). With Redis, channels-redis carries
+# group messages between server processes. CHANNEL_LAYER=pubsub picks the Pub/Sub layer (lower
+# latency, no per-channel queue, so no capacity and no backlog).
+# Redis is named in one of two ways (apps/core/redis_clients.py, docs/settings.md): REDIS_URL,
+# one server; or REDIS_SENTINELS ("host:port,host:port,..."), the Redis Sentinels that watch a
+# primary and its replicas, which clients ask for the primary of REDIS_MASTER_NAME at every
+# (re)connect, so a failover reaches them by itself (`make cluster`); REDIS_PASSWORD is the
+# password of that group's servers and Sentinels.
+from apps.core.redis_clients import layer_host, parse_sentinels  # noqa: E402
+
 REDIS_URL = os.environ.get("REDIS_URL", "")
+REDIS_SENTINELS = parse_sentinels(os.environ.get("REDIS_SENTINELS", ""))
+REDIS_MASTER_NAME = os.environ.get("REDIS_MASTER_NAME") or "showcase"
+REDIS_PASSWORD = os.environ.get("REDIS_PASSWORD", "")
+if REDIS_URL and REDIS_SENTINELS:
+    raise ImproperlyConfigured("set REDIS_URL or REDIS_SENTINELS, not both.")
 CHANNEL_LAYER = os.environ.get("CHANNEL_LAYER", "core")
 if CHANNEL_LAYER not in {"core", "pubsub"}:
     raise ImproperlyConfigured(f"CHANNEL_LAYER={CHANNEL_LAYER!r}: use 'core' or 'pubsub'.")
 
-if REDIS_URL:
+if REDIS_URL or REDIS_SENTINELS:
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialBackoff
 
@@ -124,6 +151,16 @@ if REDIS_URL:
     # retry: each dead connection failed the next command that met it, and that socket closed
     # 1011 (apps/auth_ws/tests/test_faults.py). Reconnecting on the spot, a few times, heals it.
     REDIS_RETRY = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3)
+    if REDIS_SENTINELS:
+        # Behind Sentinel, "unreachable" is nearly always a failover under way: the old primary
+        # gone, the replica not promoted yet (about 2-3 s here: docs/deploying.md). Clients
+        # retry for REDIS_FAILOVER_SECONDS, so sockets, the worker and the lobby ride through it
+        # instead of closing 4503 (or, for a consumer without outage handling, failing).
+        REDIS_FAILOVER_SECONDS = float(os.environ.get("REDIS_FAILOVER_SECONDS") or 10)
+        REDIS_RETRY = Retry(
+            ExponentialBackoff(cap=0.5, base=0.05),
+            retries=3 + max(0, math.ceil((REDIS_FAILOVER_SECONDS - 0.35) / 0.5)),
+        )
     # RedisChannelLayer waits for messages with BZPOPMIN for up to 5 s, and redis-py 8's
     # default socket timeout is 5 s too: on a busy machine the empty reply lands just after
     # it, and the consumer's receive loop (or a runworker) died of a TimeoutError. Reads get
@@ -138,11 +175,14 @@ if REDIS_URL:
             ),
             "CONFIG": {
                 "hosts": [
-                    {
-                        "address": REDIS_URL,
-                        "retry": REDIS_RETRY,
-                        "socket_timeout": REDIS_SOCKET_TIMEOUT,
-                    }
+                    layer_host(
+                        REDIS_URL,
+                        REDIS_SENTINELS,
+                        REDIS_MASTER_NAME,
+                        REDIS_PASSWORD,
+                        retry=REDIS_RETRY,
+                        socket_timeout=REDIS_SOCKET_TIMEOUT,
+                    )
                 ]
             },
         }
@@ -164,6 +204,12 @@ if env_bool("FAST_PASSWORD_HASHER", False):
 # Sessions live in the database, which every server process shares: a login on one process
 # holds on all of them (Django's default engine, named here because the cluster relies on it).
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
+
+# django-axes first: it refuses a locked-out username and address before any password check.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
@@ -210,6 +256,8 @@ LOGGING = {
     "loggers": {
         # daphne logs every HTTP request at INFO through its access log; keep it readable.
         "daphne": {"level": "WARNING"},
+        # django-axes logs every login and logout at INFO; failures and lockouts are warnings.
+        "axes": {"level": "WARNING"},
         # uvicorn logs a client's invalid UTF-8 with a traceback of its own (log_filters.py).
         "uvicorn.error": {"filters": ["client_error"]},
         # asyncio on Python 3.11 logs hypercorn's cancelled connections as errors (log_filters.py).
@@ -218,16 +266,25 @@ LOGGING = {
 }
 
 # ----------------------------------------------------------------------------- showcase
+# The name of the host this process runs on, as `info` reports it: the machine's host name,
+# unless the deployment names its hosts itself (`make cluster HOSTS=3` sets "a" and "b").
+SHOWCASE_HOST = os.environ.get("SHOWCASE_HOST") or socket.gethostname()
+
 # The subprotocol every endpoint agrees to when a client offers it (ws.protocol in the browser).
 WS_SUBPROTOCOL = "showcase.v1"
 
-# Per-connection limits, per endpoint kind (apps/core/limits.py). Over `max_message_bytes` the
+# Every limit of the showcase, per endpoint kind (apps/core/limits.py, throttle.py,
+# connections.py; docs/settings.md lists each). Per connection: over `max_message_bytes` the
 # consumer closes with 4009 (limits.py says why not 1009); over the token bucket
-# (`messages_per_second`, refilled smoothly, up to `burst` at once) with 4429.
-# `messages_per_second: 0` turns the rate limit off. Daphne's own cap (`make run` sets 512 KiB,
-# --websocket-max-message-size) applies before these.
-# WS_LIMITS in the environment, as JSON, overrides any of them, e.g. for benchmarks:
-#   WS_LIMITS='{"echo": {"messages_per_second": 0}}'
+# (`messages_per_second`, refilled smoothly, up to `burst` at once) with 4429. Daphne's own cap
+# (`make run` sets 512 KiB, --websocket-max-message-size) applies before these.
+# Per user and per client address (the name is the contract's; they cover streams and HTTP
+# too): lobby messages per user whatever the path (shared through Redis by every process),
+# open sockets and streams per user and per address (per server process), unfinished jobs per
+# user (or address), sign-ups per address, failed logins per username and address (django-axes).
+# 0 turns a limit off. WS_LIMITS in the environment, as JSON, overrides any of them, e.g. for
+# load tests: WS_LIMITS='{"echo": {"messages_per_second": 0},
+#                         "connections": {"per_user": 0, "per_address": 0}}'
 WS_LIMITS: dict[str, dict[str, float]] = {
     "echo": {"max_message_bytes": 256 * 1024, "messages_per_second": 100, "burst": 200},
     "json": {"max_message_bytes": 64 * 1024, "messages_per_second": 50, "burst": 100},
@@ -235,9 +292,32 @@ WS_LIMITS: dict[str, dict[str, float]] = {
     # The `block` command of the JSON endpoints (apps/core/limits.py BlockBudget): seconds of
     # sleeping a socket may spend at once, and how fast that budget refills.
     "block": {"budget_seconds": 5, "refill_per_second": 0.1},
+    # Chat messages of one user, over all their sockets and POST /http/lobby/say/.
+    "lobby_per_user": {"messages_per_second": 1, "burst": 20},
+    # Sockets and event streams open at once, per server process.
+    "connections": {"per_user": 30, "per_address": 100},
+    # Unfinished jobs of one user (anonymous: of one address); a hold lapses after an hour.
+    "jobs_per_user": {"limit": 4, "hold_seconds": 3600},
+    # New accounts from one address: `burst` at once, then `per_hour`.
+    "signups_per_address": {"per_hour": 10, "burst": 3},
+    # Failed logins for one username from one address before a lockout of `cooloff_seconds`.
+    "login": {"failures": 5, "cooloff_seconds": 600},
 }
 for _kind, _overrides in json.loads(os.environ.get("WS_LIMITS") or "{}").items():
     WS_LIMITS[_kind] = {**WS_LIMITS.get(_kind, {}), **_overrides}
+
+# Failed logins (django-axes, with its records in the database that every process shares):
+# WS_LIMITS["login"]["failures"] wrong passwords for one username from one address lock that
+# pair out for `cooloff_seconds`; others, and the same user from elsewhere, still log in. The
+# address is REMOTE_ADDR only (daphne's scope["client"]; behind nginx, --proxy-headers make it
+# the browser's): never a header the client could write itself.
+AXES_ENABLED = WS_LIMITS["login"]["failures"] > 0
+AXES_FAILURE_LIMIT = int(WS_LIMITS["login"]["failures"]) or 1
+AXES_COOLOFF_TIME = timedelta(seconds=WS_LIMITS["login"]["cooloff_seconds"])
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "apps.auth_ws.views.client_address"
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_RESET_ON_SUCCESS = True
 
 # How a sync consumer's `self.send` reaches the event loop (apps/core/consumers.py,
 # QueuedSendMixin): "stock" is Channels' own async_to_sync, which waits for the loop; "queued"
@@ -280,10 +360,10 @@ SSE_KEEPALIVE_SECONDS = float(os.environ.get("SSE_KEEPALIVE_SECONDS") or 15)
 # How often a lobby stream re-checks that its session still logs the user in (logout ends it).
 SSE_SESSION_CHECK_SECONDS = float(os.environ.get("SSE_SESSION_CHECK_SECONDS") or 10)
 
-# The background worker (apps/jobs). With the in-memory layer (no REDIS_URL) only this process
+# The background worker (apps/jobs). With the in-memory layer (no Redis) only this process
 # can read the "jobs" channel, so the server runs the worker itself; with Redis, a separate
 # `manage.py runworker jobs` does (JOBS_IN_PROCESS=1 forces the in-process worker anyway).
-JOBS_IN_PROCESS = env_bool("JOBS_IN_PROCESS", not REDIS_URL)
+JOBS_IN_PROCESS = env_bool("JOBS_IN_PROCESS", not (REDIS_URL or REDIS_SENTINELS))
 JOBS_MAX_N = int(os.environ.get("JOBS_MAX_N") or 2_000_000)  # count primes up to this, at most
 JOBS_PER_SOCKET = int(os.environ.get("JOBS_PER_SOCKET") or 2)  # unfinished jobs per socket
 
@@ -305,3 +385,9 @@ if env_bool("HTTPS", False):
 # resume after a reconnect; docs/reliability.md ("The lobby resumes") says why 1000. Tests
 # shorten it.
 LOBBY_HISTORY = int(os.environ.get("LOBBY_HISTORY") or 1000)
+# A chat message counts as stored, and is announced to the lobby, only once LOBBY_REPLICAS
+# Redis replicas have it (Redis's WAIT, for up to LOBBY_REPLICA_WAIT_MS): a failover then loses
+# no message the lobby announced. Unset: 1 behind Sentinel (REDIS_SENTINELS), 0 otherwise. A
+# message no replica confirms in time is withdrawn, and its sender gets `chat_not_saved`.
+LOBBY_REPLICAS = int(os.environ["LOBBY_REPLICAS"]) if os.environ.get("LOBBY_REPLICAS") else None
+LOBBY_REPLICA_WAIT_MS = int(os.environ.get("LOBBY_REPLICA_WAIT_MS") or 1000)

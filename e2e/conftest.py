@@ -24,7 +24,15 @@ from playwright.sync_api import BrowserContext, Playwright
 from e2e import artifacts
 from e2e.auth import PASSWORD
 from e2e.engines import ENGINES, LAUNCHERS, EngineMissing, EnginePage, PlaywrightPage
-from tools.servers import SERVERS, ServerProcess, server_env, start_daphne, start_worker
+from tools.servers import (
+    SERVERS,
+    ServerProcess,
+    database_env,
+    server_env,
+    start_daphne,
+    start_worker,
+    static_site,
+)
 from tools.servers import start_server as start_any_server
 
 # Sync Playwright keeps an event loop running on this thread, and Django then refuses ORM
@@ -217,15 +225,15 @@ def engine_page(request: pytest.FixtureRequest, open_engine: Callable[[str], Eng
 def daphne_env(django_db_setup: None) -> dict[str, str]:
     """
     The environment of every server the suite starts: the test database pytest-django has
-    just created (a file: TEST_DATABASE_PATH), the fast password hasher, DEBUG off, and
-    nothing of this process's test-only variables.
+    just created (a SQLite file, TEST_DATABASE_PATH, or a PostgreSQL database), the fast
+    password hasher, DEBUG off, and nothing of this process's test-only variables.
     """
     database = settings.DATABASES["default"]
     if str(database["NAME"]) != str(database["TEST"]["NAME"]):
         # Never let a browser test's server write to the developer's database.
         raise RuntimeError(f"the test database was not set up; NAME is {database['NAME']}")
     return server_env(
-        DATABASE_PATH=str(database["NAME"]),
+        **database_env(database),
         FAST_PASSWORD_HASHER="1",
         DEBUG="0",
         # Server-Sent Events at ten a second, reconnecting after 200 ms: streams in tests
@@ -332,11 +340,27 @@ def start_server(
         _stop(server)
 
 
+@pytest.fixture(scope="session")
+def foreign_site() -> Iterator[str]:
+    """
+    The base URL of a page of another origin (e2e/foreign_site/: another port of 127.0.0.1, so
+    the same site for cookies), which tries the showcase's sockets and streams.
+    """
+    with static_site(Path(__file__).parent / "foreign_site") as url:
+        yield url
+
+
 @pytest.fixture
-def users() -> None:
+def database_alias() -> str:
+    """The alias of the database this folder's servers use (e2e/cluster/: PostgreSQL's)."""
+    return "default"
+
+
+@pytest.fixture
+def users(database_alias: str) -> None:
     """alice and bob, with the suite's password, in the test database the servers share."""
     for name in ("alice", "bob"):
-        get_user_model().objects.create_user(name, password=PASSWORD)
+        get_user_model().objects.db_manager(database_alias).create_user(name, password=PASSWORD)
 
 
 @pytest.fixture

@@ -12,9 +12,11 @@ class CoreConfig(AppConfig):
 
     def ready(self) -> None:
         """
-        Apply GC_THRESHOLD to this process's garbage collector (settings.py says why) and,
-        under daphne, let browsers answer a server's close in time (daphne_close.py).
+        Apply GC_THRESHOLD to this process's garbage collector (settings.py says why),
+        under daphne let browsers answer a server's close in time (daphne_close.py), and
+        connect logout to every connection of the user (sessions.py).
         """
+        from . import sessions  # noqa: F401  (its receiver of user_logged_out)
         from .daphne_close import lengthen_close_handshake
 
         if settings.GC_THRESHOLD:

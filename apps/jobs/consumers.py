@@ -28,10 +28,11 @@ from channels.exceptions import ChannelFull
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from apps.core import protocol
+from apps.core import protocol, throttle
 from apps.core.consumers import NoDatabaseMixin
 from apps.core.limits import Limiter
 from apps.core.outage import ChannelLayerOutageMixin
+from apps.core.sessions import SessionEndedMixin
 
 from . import worker
 
@@ -121,11 +122,14 @@ class PrimeCounter(SyncConsumer):
             logger.warning("channel %s is full; %s dropped", channel, message["type"])
 
 
-class JobsConsumer(ChannelLayerOutageMixin, NoDatabaseMixin, AsyncJsonWebsocketConsumer):
+class JobsConsumer(
+    ChannelLayerOutageMixin, SessionEndedMixin, NoDatabaseMixin, AsyncJsonWebsocketConsumer
+):
     """
     Sends jobs to the worker and relays its progress; answers other commands meanwhile.
 
-    With Redis unreachable it closes 4503 (apps/core/outage.py), like the lobby.
+    With Redis unreachable it closes 4503 (apps/core/outage.py), like the lobby; when its
+    user logs out, 4401 (apps/core/sessions.py).
     """
 
     async def connect(self) -> None:
@@ -185,13 +189,39 @@ class JobsConsumer(ChannelLayerOutageMixin, NoDatabaseMixin, AsyncJsonWebsocketC
             )
         self.last_job += 1
         job = self.last_job
+        if not await self.hold_place(job):
+            limit = int(throttle.setting("jobs_per_user", "limit"))
+            raise protocol.BadMessage(
+                "too_many_jobs",
+                f"at most {limit} unfinished jobs per user (or address), over all sockets",
+            )
         message = {"type": "job.run", "job": job, "n": n, "reply_to": self.channel_name}
         try:
             await self.channel_layer.send(JOBS_CHANNEL, message)
         except ChannelFull:
+            await self.free_place(job)
             raise protocol.BadMessage("queue_full", "the job queue is full; try later") from None
         self.pending.add(job)
         await self.send_json({"type": "queued", "job": job, "n": n, "process": os.getpid()})
+
+    # ---------------------------------------------------------- jobs per user (throttle.py)
+
+    async def hold_place(self, job: int) -> bool:
+        """Take one of the user's (or address's) places for unfinished jobs, on any process."""
+        return await throttle.acquire(
+            "jobs_per_user", throttle.who(self.scope), f"{self.channel_name}:{job}"
+        )
+
+    async def free_place(self, job: int) -> None:
+        """Give the job's place back: it finished, failed, or its socket left."""
+        await throttle.release(
+            "jobs_per_user", throttle.who(self.scope), f"{self.channel_name}:{job}"
+        )
+
+    async def disconnect(self, code: int) -> None:
+        """The socket is gone: its unfinished jobs hold no place of the user's any more."""
+        for job in getattr(self, "pending", ()):
+            await self.free_place(job)
 
     # ---------------------------------------------------------- messages from the worker
 
@@ -202,11 +232,13 @@ class JobsConsumer(ChannelLayerOutageMixin, NoDatabaseMixin, AsyncJsonWebsocketC
     async def job_done(self, event: dict[str, Any]) -> None:
         """The worker finished one of our jobs: `process` is the worker's pid."""
         self.pending.discard(event["job"])
+        await self.free_place(event["job"])
         await self.send_json({**event, "type": "done"})
 
     async def job_failed(self, event: dict[str, Any]) -> None:
         """The worker refused one of our jobs."""
         self.pending.discard(event["job"])
+        await self.free_place(event["job"])
         await self.send_json(
             {"type": "error", "code": "job_failed", "job": event["job"], "message": event["reason"]}
         )

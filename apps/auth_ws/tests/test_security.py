@@ -34,7 +34,7 @@ from apps.auth_ws.tests.helpers import (
     session_cookie,
 )
 from apps.core.tests.contract import communicator, expect_close
-from tools.servers import ServerProcess, running, server_env, start_daphne
+from tools.servers import ServerProcess, database_env, running, server_env, start_daphne
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -93,7 +93,7 @@ def account_forms() -> list[str]:
 @pytest.mark.parametrize("name", account_forms())
 def test_every_account_form_refuses_a_post_without_csrf_token(users: None, name: str) -> None:
     client = Client(enforce_csrf_checks=True)
-    client.login(username="alice", password=PASSWORD)
+    client.force_login(get_user_model().objects.get(username="alice"))
     session_key = client.session.session_key
     fields = {"username": "mallory", "password": PASSWORD, "password1": PASSWORD}
     response = client.post(reverse(name), {**fields, "password2": PASSWORD})
@@ -108,7 +108,7 @@ def test_a_csrf_token_from_another_session_is_refused(users: None) -> None:
     attacker.get(reverse("login"))
     stolen = attacker.cookies[settings.CSRF_COOKIE_NAME].value
     victim = Client(enforce_csrf_checks=True)
-    victim.login(username="alice", password=PASSWORD)
+    victim.force_login(get_user_model().objects.get(username="alice"))
     response = victim.post(reverse("logout"), {"csrfmiddlewaretoken": stolen})
     assert response.status_code == 403
     assert victim.session.get("_auth_user_id")
@@ -229,7 +229,7 @@ async def test_no_secret_in_a_log_record_or_a_reply(
 def daphne_like_make_run(transactional_db: None) -> Iterator[ServerProcess]:
     env = server_env(
         DEBUG="1",  # as `make run` serves it
-        DATABASE_PATH=str(settings.DATABASES["default"]["NAME"]),
+        **database_env(settings.DATABASES["default"]),
         FAST_PASSWORD_HASHER="1",
     )
     with running(start_daphne(env, name="security")) as server:

@@ -16,7 +16,7 @@ async def test_daphne_stopped_mid_job_abandons_it_and_exits(tmp_path: Path) -> N
     server = start_daphne(env, name="daphne-jobs-shutdown")
     try:
         async with websockets.connect(
-            server.ws_url + "/ws/jobs/", origin="http://127.0.0.1"
+            server.ws_url + "/ws/jobs/", origin=server.http_url
         ) as socket:
             assert json.loads(await socket.recv())["worker"] == "in-process"
             await socket.send(json.dumps({"type": "job", "n": settings.JOBS_MAX_N}))
