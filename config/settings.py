@@ -286,6 +286,12 @@ SSE_SESSION_CHECK_SECONDS = float(os.environ.get("SSE_SESSION_CHECK_SECONDS") or
 JOBS_IN_PROCESS = env_bool("JOBS_IN_PROCESS", not REDIS_URL)
 JOBS_MAX_N = int(os.environ.get("JOBS_MAX_N") or 2_000_000)  # count primes up to this, at most
 JOBS_PER_SOCKET = int(os.environ.get("JOBS_PER_SOCKET") or 2)  # unfinished jobs per socket
+# At most JOBS_QUEUE_LIMIT unfinished jobs (queued or running) over every socket and process;
+# more are refused `queue_full` (0: no limit, for load tests). A socket renews its jobs' leases
+# every third of JOBS_LEASE_SECONDS: a job whose socket closed is cancelled at once, one whose
+# server process died without a word once its lease runs out (apps/jobs/queue.py).
+JOBS_QUEUE_LIMIT = int(os.environ.get("JOBS_QUEUE_LIMIT") or 10)
+JOBS_LEASE_SECONDS = float(os.environ.get("JOBS_LEASE_SECONDS") or 15)
 
 # ----------------------------------------------------------------------------- HTTPS
 # HTTPS=1 behind a proxy that terminates TLS (README, "Deploying"): cookies only over HTTPS,

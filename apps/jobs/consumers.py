@@ -14,6 +14,8 @@ itself (worker.py): the same routing, the same consumer, in a thread of its own.
 """
 
 import asyncio
+import concurrent.futures
+import inspect
 import logging
 import math
 import os
@@ -22,7 +24,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from channels.consumer import SyncConsumer
 from channels.exceptions import ChannelFull
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -31,14 +32,18 @@ from django.conf import settings
 from apps.core import protocol
 from apps.core.consumers import NoDatabaseMixin
 from apps.core.limits import Limiter
-from apps.core.outage import ChannelLayerOutageMixin
+from apps.core.outage import ChannelLayerOutageMixin, is_unreachable
 
 from . import worker
+from .queue import JOBS_CHANNEL, JobQueue, get_job_queue, job_key
 
 logger = logging.getLogger(__name__)
 
-JOBS_CHANNEL = "jobs"
 PROGRESS_STEPS = 20
+# How often a reply waiting for the event loop checks that the loop still runs.
+REPLY_CHECK_SECONDS = 0.1
+# How long a socket that ends may spend removing its jobs from the queue.
+FORGET_SECONDS = 2.0
 
 
 def count_primes(n: int, steps: int = PROGRESS_STEPS) -> Iterator[tuple[int, int]]:
@@ -70,13 +75,33 @@ def valid_n(value: Any, maximum: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 2 <= value <= maximum
 
 
+class WorkerStopping(Exception):
+    """The worker's event loop has stopped, or its consumer was cancelled: give the job up."""
+
+
 class PrimeCounter(SyncConsumer):
-    """Serves the channel "jobs": counts primes up to n, blocking, and reports progress."""
+    """
+    Serves the channel "jobs": counts primes up to n, blocking, and reports progress.
+
+    Its handler runs in a thread of its own (worker.py) or runworker's sync thread, which
+    nothing cancels: when the server or runworker stops, the event loop is stopped (daphne) or
+    this consumer is cancelled (uvicorn, hypercorn, runworker on Ctrl-C), and the thread must
+    notice either at its next step, or the interpreter waits for it at exit.
+    """
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        """Remember the event loop the replies go through (handlers run in another thread)."""
+        """Note the event loop the replies go through and the job queue; flag when cancelled."""
         self.loop = asyncio.get_running_loop()
-        await super().__call__(scope, receive, send)
+        self.jobs: JobQueue = get_job_queue()
+        self.stopped = threading.Event()
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.stopped.set()
+
+    def stopping(self) -> bool:
+        """Whether this worker is stopping: cancelled, or its event loop no longer runs."""
+        return self.stopped.is_set() or not self.loop.is_running()
 
     def job_run(self, message: dict[str, Any]) -> None:
         """Do one job; its progress and result go to the socket that asked (`reply_to`)."""
@@ -84,17 +109,34 @@ class PrimeCounter(SyncConsumer):
         if not isinstance(reply_to, str) or not reply_to:
             logger.warning("job without a reply_to channel dropped: %r", message)
             return
-        # The socket checked already, but a channel takes messages from anyone: check again.
-        if not valid_n(n, settings.JOBS_MAX_N):
-            self.reply(reply_to, {"type": "job.failed", "job": job, "reason": f"bad n {n!r}"})
+        try:
+            # The socket checked already, but a channel takes messages from anyone: check again.
+            if not valid_n(n, settings.JOBS_MAX_N):
+                self.reply(reply_to, {"type": "job.failed", "job": job, "reason": f"bad n {n!r}"})
+                return
+            self.count(reply_to, job, n)
+        except WorkerStopping:
+            logger.info("worker stopping: job %s of %s abandoned", job, reply_to)
+        except Exception as error:
+            if not is_unreachable(error):
+                raise
+            logger.warning("job %s of %s abandoned: Redis unreachable (%r)", job, reply_to, error)
+
+    def count(self, reply_to: str, job: Any, n: int) -> None:
+        """Count the primes, reporting each step, while the job is wanted and the worker runs."""
+        key = job_key(reply_to, job)
+        if not self.jobs.wanted(key):
+            logger.info("job %s of %s cancelled before it began: its socket left", job, reply_to)
             return
         started = time.monotonic()
         primes = 0
         for checked, primes in count_primes(n):
-            if not self.loop.is_running():
-                # The server is exiting: a reply would wait forever for its stopped loop, and
-                # this thread would hold the process open. Give the job up.
-                logger.info("event loop stopped: job %s abandoned at %d of %d", job, checked, n)
+            if self.stopping():
+                raise WorkerStopping
+            if not self.jobs.wanted(key):
+                logger.info(
+                    "job %s of %s cancelled at %d of %d: its socket left", job, reply_to, checked, n
+                )
                 return
             self.reply(
                 reply_to,
@@ -114,23 +156,58 @@ class PrimeCounter(SyncConsumer):
         )
 
     def reply(self, channel: str, message: dict[str, Any]) -> None:
-        """Send to one socket's channel; a socket too slow to read is skipped, not waited on."""
+        """
+        Send to one socket's channel through the event loop, from this thread.
+
+        Never `async_to_sync`: it waits for its result forever, and a loop that stopped after
+        the send was handed to it (daphne exiting) never gives one, so this thread, and with it
+        the process, would never end. Here the wait gives up as soon as the worker is stopping.
+        A socket too slow to read is skipped, not waited on.
+        """
+        if self.stopping():
+            raise WorkerStopping
+        sending = self.channel_layer.send(channel, message)
         try:
-            async_to_sync(self.channel_layer.send)(channel, message)
+            future = asyncio.run_coroutine_threadsafe(sending, self.loop)
+        except RuntimeError:  # the loop is closed
+            sending.close()
+            raise WorkerStopping from None
+        while not concurrent.futures.wait([future], REPLY_CHECK_SECONDS).done:
+            if self.stopping():
+                future.cancel()
+                if inspect.getcoroutinestate(sending) == inspect.CORO_CREATED:
+                    sending.close()  # never started: not "never awaited" at exit
+                raise WorkerStopping
+        try:
+            future.result()
         except ChannelFull:
             logger.warning("channel %s is full; %s dropped", channel, message["type"])
+        except concurrent.futures.CancelledError:
+            raise WorkerStopping from None
 
 
 class JobsConsumer(ChannelLayerOutageMixin, NoDatabaseMixin, AsyncJsonWebsocketConsumer):
     """
     Sends jobs to the worker and relays its progress; answers other commands meanwhile.
 
-    With Redis unreachable it closes 4503 (apps/core/outage.py), like the lobby.
+    With Redis unreachable it closes 4503 (apps/core/outage.py), like the lobby. Each job it
+    sends holds a lease in the job queue (queue.py) while the socket lives; when the socket
+    ends, however it ends, its jobs are cancelled.
     """
+
+    leases: asyncio.Task | None = None
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Run the consumer; whether it ends by a disconnect or is cancelled, drop its jobs."""
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.forget_jobs()
 
     async def connect(self) -> None:
         """Accept, make sure someone serves "jobs", and say which process holds the socket."""
         self.limiter = Limiter("json")
+        self.jobs: JobQueue = get_job_queue()
         self.pending: set[int] = set()
         self.last_job = 0
         await self.accept(protocol.select_subprotocol(self.scope))
@@ -186,12 +263,49 @@ class JobsConsumer(ChannelLayerOutageMixin, NoDatabaseMixin, AsyncJsonWebsocketC
         self.last_job += 1
         job = self.last_job
         message = {"type": "job.run", "job": job, "n": n, "reply_to": self.channel_name}
+        # The entry first: a worker skips a job that has none.
+        key = job_key(self.channel_name, job)
+        if not await self.jobs.add(key):
+            raise protocol.BadMessage("queue_full", "the job queue is full; try later")
         try:
             await self.channel_layer.send(JOBS_CHANNEL, message)
         except ChannelFull:
+            await self.jobs.remove([key])
             raise protocol.BadMessage("queue_full", "the job queue is full; try later") from None
         self.pending.add(job)
+        if self.leases is None or self.leases.done():
+            self.leases = asyncio.create_task(self.renew_leases())
         await self.send_json({"type": "queued", "job": job, "n": n, "process": os.getpid()})
+
+    async def renew_leases(self) -> None:
+        """While this socket has unfinished jobs, renew their leases every third of a lease."""
+        while self.pending:
+            await asyncio.sleep(settings.JOBS_LEASE_SECONDS / 3)
+            try:
+                await self.jobs.renew(job_key(self.channel_name, job) for job in self.pending)
+            except Exception as error:
+                # Redis unreachable: the socket closes 4503 (outage.py); until then, try again.
+                logger.info("leases of %s not renewed: %r", self.channel_name, error)
+
+    async def forget_jobs(self) -> None:
+        """The socket ends: cancel its unfinished jobs (their leases expire if this fails)."""
+        if self.leases is not None:
+            self.leases.cancel()
+        # None before connect() (a pub/sub layer can fail first).
+        keys = [job_key(self.channel_name, job) for job in getattr(self, "pending", ())]
+        self.pending = set()
+        if not keys:
+            return
+        try:
+            await asyncio.wait_for(self.jobs.remove(keys), FORGET_SECONDS)
+        except Exception as error:
+            logger.info("jobs of %s left to their leases: %r", self.channel_name, error)
+
+    async def finished(self, job: Any) -> None:
+        """One of our jobs is done or failed: it leaves the queue."""
+        if job in self.pending:
+            self.pending.discard(job)
+            await self.jobs.remove([job_key(self.channel_name, job)])
 
     # ---------------------------------------------------------- messages from the worker
 
@@ -201,12 +315,12 @@ class JobsConsumer(ChannelLayerOutageMixin, NoDatabaseMixin, AsyncJsonWebsocketC
 
     async def job_done(self, event: dict[str, Any]) -> None:
         """The worker finished one of our jobs: `process` is the worker's pid."""
-        self.pending.discard(event["job"])
+        await self.finished(event["job"])
         await self.send_json({**event, "type": "done"})
 
     async def job_failed(self, event: dict[str, Any]) -> None:
         """The worker refused one of our jobs."""
-        self.pending.discard(event["job"])
+        await self.finished(event["job"])
         await self.send_json(
             {"type": "error", "code": "job_failed", "job": event["job"], "message": event["reason"]}
         )
