@@ -210,8 +210,9 @@ LOGGING = {
     "loggers": {
         # daphne logs every HTTP request at INFO through its access log; keep it readable.
         "daphne": {"level": "WARNING"},
-        # uvicorn logs a client's invalid UTF-8 with a traceback of its own (log_filters.py).
-        "uvicorn.error": {"filters": ["client_error"]},
+        # uvicorn logs a client's invalid UTF-8, and the responses it cancels when its
+        # graceful shutdown runs out, with tracebacks of its own (log_filters.py).
+        "uvicorn.error": {"filters": ["client_error", "known_cancellation"]},
         # asyncio on Python 3.11 logs hypercorn's cancelled connections as errors (log_filters.py).
         "asyncio": {"filters": ["known_cancellation"]},
     },

@@ -21,7 +21,7 @@ import math
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from channels.consumer import SyncConsumer
@@ -40,17 +40,27 @@ from .queue import JOBS_CHANNEL, JobQueue, get_job_queue, job_key
 logger = logging.getLogger(__name__)
 
 PROGRESS_STEPS = 20
+# How many numbers the worker checks between two looks at whether it must stop (a few ms).
+STOP_CHECK_EVERY = 4096
 # How often a reply waiting for the event loop checks that the loop still runs.
 REPLY_CHECK_SECONDS = 0.1
 # How long a socket that ends may spend removing its jobs from the queue.
 FORGET_SECONDS = 2.0
 
 
-def count_primes(n: int, steps: int = PROGRESS_STEPS) -> Iterator[tuple[int, int]]:
+class WorkerStopping(Exception):
+    """The worker's event loop has stopped, or its consumer was cancelled: give the job up."""
+
+
+def count_primes(
+    n: int, steps: int = PROGRESS_STEPS, stopping: Callable[[], bool] = lambda: False
+) -> Iterator[tuple[int, int]]:
     """
     Count the primes up to n by trial division: deliberately plain, CPU-bound Python.
 
     Yields `(numbers checked, primes found)` `steps` times, the last time `(n, pi(n))`.
+    Asks `stopping()` every STOP_CHECK_EVERY numbers, far more often than it yields, and
+    raises WorkerStopping when it says so: a step of the biggest job takes a second or more.
     """
     primes: list[int] = []
     checkpoints = sorted({math.ceil(n * step / steps) for step in range(1, steps + 1)})
@@ -60,6 +70,8 @@ def count_primes(n: int, steps: int = PROGRESS_STEPS) -> Iterator[tuple[int, int
             if all(candidate % p for p in _divisors(primes, candidate)):
                 primes.append(candidate)
             candidate += 1
+            if candidate % STOP_CHECK_EVERY == 0 and stopping():
+                raise WorkerStopping
         yield checkpoint, len(primes)
 
 
@@ -75,18 +87,16 @@ def valid_n(value: Any, maximum: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 2 <= value <= maximum
 
 
-class WorkerStopping(Exception):
-    """The worker's event loop has stopped, or its consumer was cancelled: give the job up."""
-
-
 class PrimeCounter(SyncConsumer):
     """
     Serves the channel "jobs": counts primes up to n, blocking, and reports progress.
 
-    Its handler runs in a thread of its own (worker.py) or runworker's sync thread, which
-    nothing cancels: when the server or runworker stops, the event loop is stopped (daphne) or
-    this consumer is cancelled (uvicorn, hypercorn, runworker on Ctrl-C), and the thread must
-    notice either at its next step, or the interpreter waits for it at exit.
+    Its handler runs in a thread of its own (worker.py) or in runworker's sync thread, which
+    nothing cancels. When the server or runworker stops, either its event loop stops (daphne)
+    or this consumer is cancelled (uvicorn, hypercorn, runworker on Ctrl-C); the thread notices
+    either within a few milliseconds of counting and gives the job up. Otherwise the
+    interpreter, which waits for that thread at exit, would wait for the whole job, or forever
+    for a reply through a loop that no longer runs.
     """
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -130,9 +140,7 @@ class PrimeCounter(SyncConsumer):
             return
         started = time.monotonic()
         primes = 0
-        for checked, primes in count_primes(n):
-            if self.stopping():
-                raise WorkerStopping
+        for checked, primes in count_primes(n, stopping=self.stopping):
             if not self.jobs.wanted(key):
                 logger.info(
                     "job %s of %s cancelled at %d of %d: its socket left", job, reply_to, checked, n

@@ -17,8 +17,9 @@ but a bounded one (the layer's capacity for the channel): beyond that, jobs wait
 and a full layer refuses more (`queue_full`). The queue's entries (queue.py) are what limits
 unfinished jobs; this bound only keeps abandoned messages from piling up in memory.
 
-When the server stops, whichever way its event loop ends, the job in hand is given up at its
-next step: the consumer (PrimeCounter) watches for both.
+When the server stops, whichever way its event loop ends (stopped under daphne, its tasks
+cancelled under uvicorn and hypercorn), the job in hand is given up at once: the consumer
+(PrimeCounter) watches for both.
 """
 
 import asyncio
