@@ -17,7 +17,7 @@ saw an earlier history's ids learns that its resume is not complete instead of s
 new messages whose ids it thinks it has seen.
 
 The history keeps the last `settings.LOBBY_HISTORY` (default HISTORY_SIZE) messages; the
-README says why that many.
+guide (docs/reliability.md, "The lobby resumes") says why that many.
 
 The group LOBBY_GROUP carries `lobby.chat` messages (the dict `publish` returns) and, from the
 socket lobby, `presence.changed` (no other keys): a consumer in the group that does not show

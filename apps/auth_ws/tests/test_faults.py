@@ -23,7 +23,7 @@ from django.contrib.auth import get_user_model
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from apps.auth_ws.tests.test_multiprocess import PASSWORD, FormClient, logged_in
+from apps.auth_ws.tests.helpers import PASSWORD, FormClient, logged_in
 from tools.servers import ServerProcess, running, server_env, start_daphne, start_redis
 
 pytestmark = pytest.mark.django_db(transaction=True)

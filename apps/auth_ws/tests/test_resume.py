@@ -20,7 +20,7 @@ from django.db import connections
 from redis.asyncio import Redis
 
 from apps.auth_ws.presence import close_presence
-from apps.auth_ws.tests.test_consumers import PASSWORD, log_in, session_cookie
+from apps.auth_ws.tests.helpers import PASSWORD, log_in, session_cookie
 from apps.core import lobby
 from apps.core.tests.contract import communicator
 
