@@ -13,10 +13,13 @@ class CoreConfig(AppConfig):
     def ready(self) -> None:
         """
         Apply GC_THRESHOLD to this process's garbage collector (settings.py says why) and,
-        under daphne, let browsers answer a server's close in time (daphne_close.py).
+        under daphne, let browsers answer a server's close in time (daphne_close.py) and let
+        every consumer hear of a shutdown (daphne_shutdown.py).
         """
         from .daphne_close import lengthen_close_handshake
+        from .daphne_shutdown import wait_for_every_application
 
         if settings.GC_THRESHOLD:
             gc.set_threshold(*settings.GC_THRESHOLD)
         lengthen_close_handshake()
+        wait_for_every_application()
