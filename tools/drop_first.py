@@ -6,10 +6,11 @@ too early, or never tells them at all, and drops their sockets.
     python -m tools.drop_first --patched    # the same with apps/core/daphne_shutdown.py
     python -m tools.drop_first --verbose    # daphne -v 2, its log printed: the KeyError
 
-It starts daphne on a bare ASGI application (no Django). Every socket is accepted; when its
-application is cancelled (daphne's shutdown cancels every application and means to wait for
-them), it closes the socket with 4503, as the lobby does, and then, on the "slow" path only,
-spends CLEANUP_SECONDS cleaning up (the lobby leaves Redis) and logs "cleaned up". A raw client
+It starts daphne on a bare ASGI application (no Django; the close handshake lengthened as the
+project does, apps/core/daphne_close.py). Every socket is accepted; when its application is
+cancelled (daphne's shutdown cancels every application and means to wait for them), it closes
+the socket with 4503, as the lobby does, and then, on the "slow" path only, spends
+CLEANUP_SECONDS cleaning up (the lobby leaves Redis) and logs "cleaned up". A raw client
 opens a slow socket, waits until daphne's application checker has run (it removes each
 handshake's leftover entry once a second), opens a quick socket, waits `delay`, and sends
 SIGTERM. Two faults show:
@@ -65,11 +66,16 @@ async def patched(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await application(scope, receive, send)
 
 
-# Loaded by daphne as `tools.drop_first:patched`? Then apply the fix, as apps.core does.
-if "daphne.server" in sys.modules and any(a.endswith(":patched") for a in sys.argv):
+# Loaded by daphne? Give clients the project's 5 s to answer a close either way (autobahn's
+# default "1 s" can be none at all: docs/upstream/autobahn-close-timeout.md), so only the
+# shutdown differs; as `tools.drop_first:patched`, apply the fix too, as apps.core does.
+if "daphne.server" in sys.modules:
+    from apps.core.daphne_close import lengthen_close_handshake
     from apps.core.daphne_shutdown import wait_for_every_application
 
-    wait_for_every_application()
+    lengthen_close_handshake()
+    if any(a.endswith(":patched") for a in sys.argv):
+        wait_for_every_application()
 
 
 async def close_code(socket: Any) -> int | str:

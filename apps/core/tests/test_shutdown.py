@@ -1,6 +1,7 @@
 """
 Stopping is clean whatever is in flight: Ctrl-C (SIGINT to the process group, as a terminal
-sends it) and SIGTERM to each of the four servers `make run SERVER=...` starts.
+sends it) and SIGTERM to each of the four servers `make run SERVER=...` starts, and Ctrl-C to
+`make cluster` with a job on its runworker.
 
 In flight at the signal: a job running in the in-process worker with its socket open, a job
 queued by a socket that has already left, a `block` under way in the sync thread
@@ -18,6 +19,7 @@ with every connection; daphne closes everything at once.
 
 import asyncio
 import json
+import os
 import signal
 from pathlib import Path
 
@@ -25,7 +27,18 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 
 from apps.core.tests.live import json_socket, open_event_stream, receive_until
-from tools.servers import SERVERS, ServerProcess, flags_with_grace, server_env, start_server
+from tools.servers import (
+    GRACE_SECONDS,
+    SERVERS,
+    ServerProcess,
+    find_tracebacks,
+    flags_with_grace,
+    free_port,
+    server_env,
+    start_make_cluster,
+    start_server,
+    supervisor_rpc,
+)
 
 GRACE = 3
 # What a process takes to exit once its grace is over (interpreter shutdown), with a margin
@@ -81,6 +94,7 @@ async def stop_with_everything_in_flight(
         return f"{kind} still ran {GRACE + EXIT_ALLOWANCE} s after {sig.name}:\n{server.log()}"
     if tracebacks := server.tracebacks():
         return f"{kind} logged a traceback on {sig.name}:\n" + "\n".join(tracebacks)
+    print(f"\n{kind} {sig.name}: exited {took:.2f} s after the signal (grace {GRACE} s)")
     return None
 
 
@@ -96,3 +110,46 @@ async def test_each_server_stops_within_its_grace_whatever_is_in_flight(
         *(stop_with_everything_in_flight(kind, sig, database, starting) for kind in SERVERS)
     )
     assert not any(failures), "\n\n".join(f for f in failures if f)
+
+
+def alive(pid: int) -> bool:
+    """Whether a process with this pid still exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_ctrl_c_stops_make_cluster_with_a_job_on_the_runworker(tmp_path: Path) -> None:
+    # `make cluster` in the foreground: nginx, daphne, the runworker and Redis under
+    # supervisord. The job runs on the runworker; Ctrl-C to the terminal's process group.
+    env = server_env(
+        DATABASE_PATH=str(tmp_path / "db.sqlite3"),
+        STATIC_ROOT=str(tmp_path / "static"),
+    )
+    run_dir, port = tmp_path / "cluster", free_port()
+    cluster = await asyncio.to_thread(start_make_cluster, run_dir, port, env)
+    try:
+        processes = supervisor_rpc(run_dir).getAllProcessInfo()
+        pids = {p["name"]: p["pid"] for p in processes}
+        pids["supervisord"] = int((run_dir / "supervisord.pid").read_text())
+        pids["nginx"] = int((run_dir / "nginx.pid").read_text())
+        socket, hello = await json_socket(cluster, "/ws/jobs/")
+        assert hello["worker"] == "runworker"
+        await socket.send(json.dumps({"type": "job", "n": hello["max_n"]}))
+        progress = (await receive_until(socket, "progress"))[-1]
+        assert progress["done"] < progress["total"]  # the runworker is counting
+        took = await asyncio.to_thread(
+            cluster.interrupt, signal.SIGINT, GRACE_SECONDS + EXIT_ALLOWANCE
+        )
+        await socket.close()
+    finally:
+        cluster.stop()
+    print(f"\nmake cluster Ctrl-C: every process gone {took or 0:.2f} s after the signal")
+    assert took is not None, (
+        f"make cluster still ran {GRACE_SECONDS + EXIT_ALLOWANCE} s after Ctrl-C"
+    )
+    assert not [name for name, pid in pids.items() if alive(pid)], pids
+    logs = [cluster.log_path, *run_dir.glob("*.log"), *(run_dir / "logs").glob("*.log")]
+    assert not [path.name for path in logs if find_tracebacks(path.read_text())]
