@@ -5,7 +5,9 @@ A background worker fed from a socket: blocking work leaves the socket's consume
 "jobs" and answers `queued`; `PrimeCounter`, a `SyncConsumer` that `ChannelNameRouter` routes
 that channel to (config/asgi.py), does the blocking work and sends `job.progress` and
 `job.done` straight to the socket's own channel name, which the socket passes on to the browser.
-Meanwhile the socket answers anything else at once: its event loop never blocks.
+Meanwhile the socket keeps answering: the work never runs on its event loop (docs/worker.md,
+"Answering during a job", says how promptly). Each job also holds a place and a lease in the
+job queue (queue.py), which bounds the unfinished jobs and cancels those nobody waits for.
 
 Who reads "jobs": `python manage.py runworker jobs`, a process of its own, when the channel
 layer is Redis (`make cluster`). The in-memory layer lives inside one process, where a
