@@ -331,9 +331,11 @@ class HypercornConfig:
 SERVERS = tuple(SERVER_FLAGS)
 
 # Each server's grace for applications when it is told to stop (SIGTERM, Ctrl-C), the
-# "10 s for consumers" above: the flag that sets it, and its value in SERVER_FLAGS. daphne has
-# none: it cancels every application at once and waits for them.
+# "10 s for consumers" above: the flag that sets it, and its value in SERVER_FLAGS. daphne
+# cancels every application at once and waits for them, at most its application close timeout
+# (apps/core/daphne_shutdown.py); the others give them the grace first.
 GRACE_FLAGS = {
+    "daphne": "--application-close-timeout",
     "uvicorn": "--timeout-graceful-shutdown",
     "hypercorn": "--graceful-timeout",  # on the command line, it overrides HypercornConfig's
     "granian": "--workers-kill-timeout",
@@ -344,9 +346,7 @@ GRACE_SECONDS = 10
 def flags_with_grace(server: str, seconds: int) -> tuple[str, ...]:
     """`make run`'s flags for `server`, with its stop grace set to `seconds` (tests use less)."""
     flags = list(SERVER_FLAGS[server])
-    flag = GRACE_FLAGS.get(server)
-    if flag is None:
-        return tuple(flags)
+    flag = GRACE_FLAGS[server]
     if flag in flags:
         flags[flags.index(flag) + 1] = str(seconds)
     else:
