@@ -420,12 +420,10 @@ def start_worker(
     channels: tuple[str, ...] = ("jobs",),
     name: str = "runworker",
     timeout: float = 15.0,
-    own_group: bool = False,
 ) -> ServerProcess:
     """
     Start `manage.py runworker <channels>` (it needs a shared channel layer: REDIS_URL in
-    `env`). A worker listens on no port: it is ready once it logs that it runs. `own_group` as
-    for `start_daphne`.
+    `env`). A worker listens on no port: it is ready once it logs that it runs.
     """
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     command = [sys.executable, "manage.py", "runworker", *channels]
@@ -437,7 +435,6 @@ def start_worker(
             stderr=subprocess.STDOUT,
             cwd=BASE_DIR,
             env=dict(env or server_env()),
-            start_new_session=own_group,
         )
     worker = ServerProcess(name, 0, process, log_path, command)
     STARTED.append(worker)
