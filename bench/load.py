@@ -200,7 +200,8 @@ async def echo_closed_loop(
             await ws.send(payload)
             reply = await ws.recv()
             done = time.perf_counter()
-            if not reply:
+            # An empty reply, or the JSON endpoints' error envelope (e.g. database_error).
+            if not reply or reply.startswith('{"type": "error"'):
                 errors += 1
             if window_start <= sent and done <= window_end:
                 latencies.append(done - sent)

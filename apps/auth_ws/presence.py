@@ -6,7 +6,7 @@ while at least one of their entries is fresh, so several tabs count once, and an
 heartbeats stop (its server process died without a goodbye) expires after
 `settings.PRESENCE_TTL` seconds instead of keeping its user online forever.
 
-With `REDIS_URL` the entries live in one Redis sorted set shared by every server process
+With Redis the entries live in one Redis sorted set shared by every server process
 (member "channel|username", score the heartbeat's time); without it, in this process's memory.
 Every change returns whether the set of online users changed, so the caller tells the lobby
 only then. Heartbeat times come from each host's clock: hosts must agree to well under the TTL.
@@ -20,6 +20,8 @@ from typing import Protocol
 
 from django.conf import settings
 from redis.asyncio import Redis
+
+from apps.core import redis_clients
 
 REDIS_KEY = "auth_ws:presence"
 
@@ -121,12 +123,12 @@ _stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Presence] = (
 
 
 def get_presence() -> Presence:
-    """The presence store for the running event loop: Redis if REDIS_URL is set, else memory."""
+    """The presence store for the running event loop: Redis if it is configured, else memory."""
     loop = asyncio.get_running_loop()
     store = _stores.get(loop)
     if store is None:
-        if settings.REDIS_URL:
-            store = RedisPresence(Redis.from_url(settings.REDIS_URL, decode_responses=True))
+        if redis_clients.configured():
+            store = RedisPresence(redis_clients.connect(decode_responses=True))
         else:
             store = MemoryPresence()
         _stores[loop] = store
@@ -137,4 +139,4 @@ async def close_presence() -> None:
     """Forget the running loop's store, closing its Redis connections (tests call this)."""
     store = _stores.pop(asyncio.get_running_loop(), None)
     if isinstance(store, RedisPresence):
-        await store.client.aclose()
+        await redis_clients.disconnect(store.client)

@@ -3,7 +3,7 @@ The event journal: the ASGI events a connection exchanged with its consumer, as 
 saw them, kept for the page to show beside the browser's own log.
 
 A connection opts in with `?journal=<id>` (a random id the page makes); others pay one
-query-string check at connect and nothing per message. Without `REDIS_URL` the journal lives
+query-string check at connect and nothing per message. Without Redis the journal lives
 in this process's memory. With it, in Redis (a capped list per id, expiring when idle), so the
 page's polls of `/journal/<id>/` find the events whichever server process they land on: behind
 a load balancer (`make cluster`), the socket and the poll rarely share a process.
@@ -22,6 +22,8 @@ from urllib.parse import parse_qs
 from django.conf import settings
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+
+from . import redis_clients
 
 logger = logging.getLogger(__name__)
 
@@ -58,13 +60,13 @@ def _summary(direction: str, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _redis() -> Redis | None:
-    """The running loop's Redis client when REDIS_URL is set, else None (process memory)."""
-    if not settings.REDIS_URL:
+    """The running loop's Redis client when Redis is configured, else None (process memory)."""
+    if not redis_clients.configured():
         return None
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None:
-        client = _clients[loop] = Redis.from_url(settings.REDIS_URL)
+        client = _clients[loop] = redis_clients.connect()
     return client
 
 
@@ -104,7 +106,7 @@ async def close_journal() -> None:
     """Close the running loop's Redis client, if it has one (tests call this)."""
     client = _clients.pop(asyncio.get_running_loop(), None)
     if client is not None:
-        await client.aclose()
+        await redis_clients.disconnect(client)
 
 
 def journal_id(scope: dict[str, Any]) -> str | None:

@@ -7,7 +7,7 @@ Every logged-in socket here carries the session cookie of a real login through t
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -263,9 +263,13 @@ async def test_several_tabs_count_once(users: None) -> None:
     await bob.disconnect()
 
 
-async def alice_sees_carol_expire(settings) -> None:
+async def alice_sees_carol_expire(add_carol: Callable[[], Awaitable[None]]) -> None:
     """Carol's entry gets no heartbeat: alice's own heartbeat prunes it and tells the lobby."""
-    alice = await join(await log_in("alice"))
+    # Logged in before carol's entry exists: her TTL must not run out during a login (on
+    # PostgreSQL a login opens connections; under load it took longer than the TTL).
+    client = await log_in("alice")
+    await add_carol()
+    alice = await join(client)
     assert await presence(alice) == ["alice", "carol"]
     assert await presence(alice, within=2) == ["alice"]
     assert await get_presence().online() == ["alice"]
@@ -274,20 +278,26 @@ async def alice_sees_carol_expire(settings) -> None:
 
 async def test_entries_of_a_vanished_socket_expire_in_memory(users: None, settings) -> None:
     settings.PRESENCE_TTL = 0.6
-    # One process: a socket's entry whose consumer vanished without disconnecting.
-    await get_presence().join("specific.gone!1", "carol")
-    await alice_sees_carol_expire(settings)
+
+    async def add_carol() -> None:
+        # One process: a socket's entry whose consumer vanished without disconnecting.
+        await get_presence().join("specific.gone!1", "carol")
+
+    await alice_sees_carol_expire(add_carol)
 
 
 async def test_entries_of_a_dead_process_expire_in_redis(
     users: None, settings, redis_presence: Redis
 ) -> None:
     settings.PRESENCE_TTL = 0.6
-    # Another server process's store: it adds carol's socket, then dies without a goodbye.
-    other_process = Redis.from_url(settings.REDIS_URL, decode_responses=True)
-    await RedisPresence(other_process).join("specific.gone!1", "carol")
-    await other_process.aclose()
-    await alice_sees_carol_expire(settings)
+
+    async def add_carol() -> None:
+        # Another server process's store: it adds carol's socket, then dies without a goodbye.
+        other_process = Redis.from_url(settings.REDIS_URL, decode_responses=True)
+        await RedisPresence(other_process).join("specific.gone!1", "carol")
+        await other_process.aclose()
+
+    await alice_sees_carol_expire(add_carol)
     assert await redis_presence.zcard("auth_ws:presence") == 0
 
 
