@@ -23,8 +23,8 @@ import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any, TypeVar
 
 from channels.consumer import SyncConsumer
 from channels.exceptions import ChannelFull
@@ -40,12 +40,13 @@ from . import worker
 from .queue import JOBS_CHANNEL, JobQueue, get_job_queue, job_key
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PROGRESS_STEPS = 20
 # How many numbers the worker checks between two looks at whether it must stop (a few ms).
 STOP_CHECK_EVERY = 4096
-# How often a reply waiting for the event loop checks that the loop still runs.
-REPLY_CHECK_SECONDS = 0.1
+# How often the worker's thread, waiting for the event loop, checks that the loop still runs.
+LOOP_CHECK_SECONDS = 0.1
 # How long a socket that ends may spend removing its jobs from the queue.
 FORGET_SECONDS = 2.0
 
@@ -137,13 +138,13 @@ class PrimeCounter(SyncConsumer):
     def count(self, reply_to: str, job: Any, n: int) -> None:
         """Count the primes, reporting each step, while the job is wanted and the worker runs."""
         key = job_key(reply_to, job)
-        if not self.jobs.wanted(key):
+        if not self.on_loop(self.jobs.wanted(key)):
             logger.info("job %s of %s cancelled before it began: its socket left", job, reply_to)
             return
         started = time.monotonic()
         primes = 0
         for checked, primes in count_primes(n, stopping=self.stopping):
-            if not self.jobs.wanted(key):
+            if not self.on_loop(self.jobs.wanted(key)):
                 logger.info(
                     "job %s of %s cancelled at %d of %d: its socket left", job, reply_to, checked, n
                 )
@@ -166,32 +167,38 @@ class PrimeCounter(SyncConsumer):
         )
 
     def reply(self, channel: str, message: dict[str, Any]) -> None:
-        """
-        Send to one socket's channel through the event loop, from this thread.
-
-        Never `async_to_sync`: it waits for its result forever, and a loop that stopped after
-        the send was handed to it (daphne exiting) never gives one, so this thread, and with it
-        the process, would never end. Here the wait gives up as soon as the worker is stopping.
-        A socket too slow to read is skipped, not waited on.
-        """
-        if self.stopping():
-            raise WorkerStopping
-        sending = self.channel_layer.send(channel, message)
+        """Send to one socket's channel; a socket too slow to read is skipped, not waited on."""
         try:
-            future = asyncio.run_coroutine_threadsafe(sending, self.loop)
-        except RuntimeError:  # the loop is closed
-            sending.close()
-            raise WorkerStopping from None
-        while not concurrent.futures.wait([future], REPLY_CHECK_SECONDS).done:
-            if self.stopping():
-                future.cancel()
-                if inspect.getcoroutinestate(sending) == inspect.CORO_CREATED:
-                    sending.close()  # never started: not "never awaited" at exit
-                raise WorkerStopping
-        try:
-            future.result()
+            self.on_loop(self.channel_layer.send(channel, message))
         except ChannelFull:
             logger.warning("channel %s is full; %s dropped", channel, message["type"])
+
+    def on_loop(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """
+        Run a coroutine on the event loop from this thread and return its result (the channel
+        layer's and Redis's connections belong to the loop).
+
+        Never `async_to_sync`: it waits for its result forever, and a loop that stopped after
+        the coroutine was handed to it (daphne exiting) never gives one, so this thread, and
+        with it the process, would never end. Here the wait gives up as soon as the worker is
+        stopping.
+        """
+        if self.stopping():
+            coroutine.close()
+            raise WorkerStopping
+        try:
+            future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)
+        except RuntimeError:  # the loop is closed
+            coroutine.close()
+            raise WorkerStopping from None
+        while not concurrent.futures.wait([future], LOOP_CHECK_SECONDS).done:
+            if self.stopping():
+                future.cancel()
+                if inspect.getcoroutinestate(coroutine) == inspect.CORO_CREATED:
+                    coroutine.close()  # never started: not "never awaited" at exit
+                raise WorkerStopping
+        try:
+            return future.result()
         except concurrent.futures.CancelledError:
             raise WorkerStopping from None
 

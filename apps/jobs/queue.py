@@ -19,22 +19,24 @@ entry here, named after its socket's channel and its number, holding a deadline 
 
 So a job whose socket closed is cancelled at once; one whose socket died without a word (its
 server process was killed) when its lease runs out; and abandoned jobs never count against the
-limit. With `REDIS_URL` the entries live in one Redis sorted set (member "channel|job", score
-the deadline) that every server process and every worker shares; without it, in this process's
-memory, which the in-process worker (worker.py) shares with the sockets. Deadlines come from
-each host's clock: hosts must agree to well under the lease.
+limit. With Redis configured (`REDIS_URL`, or `REDIS_SENTINELS` in `make cluster`; apps/core/
+redis_clients.py) the entries live in one Redis sorted set (member "channel|job", score the
+deadline) that every server process and every worker shares; without it, in this process's
+memory, which the in-process worker (worker.py) shares with the sockets. Either way every call
+runs on the event loop: the worker's thread hands its questions to the loop, as it does its
+replies. Deadlines come from each host's clock: hosts must agree to well under the lease.
 """
 
 import asyncio
-import threading
 import time
 import weakref
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-import redis
 from django.conf import settings
 from redis.asyncio import Redis
+
+from apps.core import redis_clients
 
 JOBS_CHANNEL = "jobs"
 REDIS_KEY = "jobs:queue"
@@ -67,7 +69,7 @@ def _lease() -> float:
 
 
 class JobQueue(Protocol):
-    """What the socket (async, on the event loop) and the worker (sync, in its thread) need."""
+    """What the socket and the worker need, on the event loop."""
 
     async def add(self, key: str) -> bool:
         """Add a job's entry; False, and nothing added, when the queue is full."""
@@ -78,8 +80,8 @@ class JobQueue(Protocol):
     async def remove(self, keys: Iterable[str]) -> None:
         """Remove these entries: their jobs are done, or nobody waits for them any more."""
 
-    def wanted(self, key: str) -> bool:
-        """Whether this job still has a live entry (the worker asks, from its own thread)."""
+    async def wanted(self, key: str) -> bool:
+        """Whether this job still has a live entry (the worker asks before each step)."""
 
 
 class MemoryQueue:
@@ -87,52 +89,41 @@ class MemoryQueue:
 
     def __init__(self) -> None:
         self.deadlines: dict[str, float] = {}
-        # The worker's thread reads what the event loop's thread writes.
-        self.lock = threading.Lock()
 
     async def add(self, key: str) -> bool:
         """Add a job's entry; False, and nothing added, when the queue is full."""
         now = time.time()
-        with self.lock:
-            for stale in [k for k, deadline in self.deadlines.items() if deadline <= now]:
-                del self.deadlines[stale]
-            if 0 < _limit() <= len(self.deadlines):
-                return False
-            self.deadlines[key] = now + _lease()
-            return True
+        for stale in [k for k, deadline in self.deadlines.items() if deadline <= now]:
+            del self.deadlines[stale]
+        if 0 < _limit() <= len(self.deadlines):
+            return False
+        self.deadlines[key] = now + _lease()
+        return True
 
     async def renew(self, keys: Iterable[str]) -> None:
         """Push the deadlines of these entries a lease ahead (entries already gone stay gone)."""
         deadline = time.time() + _lease()
-        with self.lock:
-            for key in keys:
-                if key in self.deadlines:
-                    self.deadlines[key] = deadline
+        for key in keys:
+            if key in self.deadlines:
+                self.deadlines[key] = deadline
 
     async def remove(self, keys: Iterable[str]) -> None:
         """Remove these entries: their jobs are done, or nobody waits for them any more."""
-        with self.lock:
-            for key in keys:
-                self.deadlines.pop(key, None)
+        for key in keys:
+            self.deadlines.pop(key, None)
 
-    def wanted(self, key: str) -> bool:
-        """Whether this job still has a live entry (the worker asks, from its own thread)."""
-        with self.lock:
-            return self.deadlines.get(key, 0) > time.time()
+    async def wanted(self, key: str) -> bool:
+        """Whether this job still has a live entry (the worker asks before each step)."""
+        return self.deadlines.get(key, 0) > time.time()
 
 
 class RedisQueue:
     """Entries in a Redis sorted set that every server and worker process shares."""
 
-    def __init__(self, url: str, key: str = REDIS_KEY) -> None:
-        self.url = url
+    def __init__(self, client: Redis, key: str = REDIS_KEY) -> None:
+        self.client = client
         self.key = key
-        # The socket's side runs on the event loop; the worker's, in a thread of its own that
-        # must not wait for the loop (it may have stopped): a client for each.
-        self.client = Redis.from_url(url, decode_responses=True)
-        self.add_script = self.client.register_script(ADD_SCRIPT)
-        self._sync_client: redis.Redis | None = None
-        self._sync_lock = threading.Lock()
+        self.add_script = client.register_script(ADD_SCRIPT)
 
     def _expiry(self) -> int:
         # Should every process stop, the key goes too.
@@ -161,21 +152,10 @@ class RedisQueue:
         if members:
             await self.client.zrem(self.key, *members)
 
-    def wanted(self, key: str) -> bool:
-        """Whether this job still has a live entry (the worker asks, from its own thread)."""
-        with self._sync_lock:
-            if self._sync_client is None:
-                self._sync_client = redis.Redis.from_url(
-                    self.url, socket_timeout=5, decode_responses=True
-                )
-        deadline = self._sync_client.zscore(self.key, key)
+    async def wanted(self, key: str) -> bool:
+        """Whether this job still has a live entry (the worker asks before each step)."""
+        deadline = await self.client.zscore(self.key, key)
         return deadline is not None and deadline > time.time()
-
-    async def close(self) -> None:
-        """Close both clients' connections."""
-        await self.client.aclose()
-        if self._sync_client is not None:
-            self._sync_client.close()
 
 
 # One queue per event loop: a Redis client's connections belong to the loop that opened them.
@@ -187,11 +167,14 @@ _queues: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, JobQueue] = (
 
 
 def get_job_queue() -> JobQueue:
-    """The queue for the running event loop: Redis if REDIS_URL is set, else memory."""
+    """The queue for the running event loop: Redis if it is configured, else memory."""
     loop = asyncio.get_running_loop()
     queue = _queues.get(loop)
     if queue is None:
-        queue = RedisQueue(settings.REDIS_URL) if settings.REDIS_URL else MemoryQueue()
+        if redis_clients.configured():
+            queue = RedisQueue(redis_clients.connect(decode_responses=True))
+        else:
+            queue = MemoryQueue()
         _queues[loop] = queue
     return queue
 
@@ -200,4 +183,4 @@ async def close_job_queue() -> None:
     """Forget the running loop's queue, closing its Redis connections (tests call this)."""
     queue = _queues.pop(asyncio.get_running_loop(), None)
     if isinstance(queue, RedisQueue):
-        await queue.close()
+        await redis_clients.disconnect(queue.client)

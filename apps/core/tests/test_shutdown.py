@@ -124,8 +124,10 @@ def alive(pid: int) -> bool:
 async def test_ctrl_c_stops_make_cluster_with_a_job_on_the_runworker(tmp_path: Path) -> None:
     # `make cluster` in the foreground: nginx, daphne, the runworker and Redis under
     # supervisord. The job runs on the runworker; Ctrl-C to the terminal's process group.
+    # A database of its own: SQLite, rather than the PostgreSQL `make cluster` starts when it
+    # is given none (whose server runs as another user, which cannot reach a test's tmp_path).
     env = server_env(
-        DATABASE_PATH=str(tmp_path / "db.sqlite3"),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
         STATIC_ROOT=str(tmp_path / "static"),
     )
     run_dir, port = tmp_path / "cluster", free_port()

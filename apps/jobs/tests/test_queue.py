@@ -1,6 +1,6 @@
 """
 The job queue's entries (apps/jobs/queue.py), in memory and in a real redis-server: the limit,
-the leases, and what the worker's thread reads.
+the leases, and what the worker reads.
 """
 
 import asyncio
@@ -22,22 +22,16 @@ async def queue(request: pytest.FixtureRequest, settings) -> AsyncIterator[JobQu
         yield MemoryQueue()
         return
     url = request.getfixturevalue("redis_url").rsplit("/", 1)[0] + "/6"
-    async with Redis.from_url(url) as client:
-        await client.flushdb()
-    store = RedisQueue(url)
-    yield store
-    await store.close()
-
-
-async def wanted_from_a_thread(queue: JobQueue, key: str) -> bool:
-    """What the worker sees: it asks from its own thread, never on the event loop."""
-    return await asyncio.to_thread(queue.wanted, key)
+    client = Redis.from_url(url, decode_responses=True)
+    await client.flushdb()
+    yield RedisQueue(client)
+    await client.aclose()
 
 
 async def test_the_limit_counts_unfinished_jobs_and_frees_their_places(queue, settings) -> None:
     assert [await queue.add(f"a|{job}") for job in (1, 2, 3)] == [True] * 3
     assert not await queue.add("b|1")  # queue_full
-    assert not await wanted_from_a_thread(queue, "b|1")  # a refused job has no entry
+    assert not await queue.wanted("b|1")  # a refused job has no entry
     await queue.remove(["a|2"])  # done, or its socket left
     assert await queue.add("b|1")
     settings.JOBS_QUEUE_LIMIT = 0  # no limit
@@ -46,10 +40,10 @@ async def test_the_limit_counts_unfinished_jobs_and_frees_their_places(queue, se
 
 async def test_a_job_is_wanted_until_removed(queue) -> None:
     assert await queue.add("a|1")
-    assert await wanted_from_a_thread(queue, "a|1")
+    assert await queue.wanted("a|1")
     await queue.remove(["a|1"])
-    assert not await wanted_from_a_thread(queue, "a|1")
-    assert not await wanted_from_a_thread(queue, "never|1")
+    assert not await queue.wanted("a|1")
+    assert not await queue.wanted("never|1")
 
 
 async def test_a_lease_not_renewed_ends_and_frees_its_place(queue) -> None:
@@ -59,7 +53,7 @@ async def test_a_lease_not_renewed_ends_and_frees_its_place(queue) -> None:
         assert await queue.add(f"dead|{job}")
     assert await queue.add("live|1") is False
     give_up = time.monotonic() + 10
-    while await wanted_from_a_thread(queue, "dead|1"):
+    while await queue.wanted("dead|1"):
         assert time.monotonic() < give_up, "the lease never ended"
         await asyncio.sleep(0.05)
     assert await queue.add("live|1")
@@ -76,6 +70,6 @@ async def test_renewing_keeps_a_job_wanted_and_never_revives_a_removed_one(queue
     # Past the lease they were added with (by a quarter of a lease; the renewed one's runs on
     # for three quarters more): only the renewed job is wanted.
     await asyncio.sleep(added + 2.5 - time.monotonic())
-    assert not await wanted_from_a_thread(queue, "left|1")
-    assert await wanted_from_a_thread(queue, "renewed|1")
-    assert not await wanted_from_a_thread(queue, "removed|1")
+    assert not await queue.wanted("left|1")
+    assert await queue.wanted("renewed|1")
+    assert not await queue.wanted("removed|1")
