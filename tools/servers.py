@@ -1562,38 +1562,6 @@ def redis_group(address: str | None = None) -> RedisGroup:
     return RedisGroup("127.0.0.1", ports[:2], ports[2:], password)
 
 
-def start_make_cluster(
-    run_dir: Path, port: int, env: Mapping[str, str], workers: int = 1, timeout: float = 180.0
-) -> ServerProcess:
-    """
-    `make cluster` as a terminal runs it: `python -m tools.cluster` with `make run`'s daphne
-    flags, in a process group of its own (`ServerProcess.interrupt` is the terminal's Ctrl-C).
-    Its output is the log. Ready once it says so (after migrate, collectstatic and every
-    process settled), which takes a while: `timeout`.
-    """
-    command = [
-        sys.executable,
-        "-m",
-        "tools.cluster",
-        "--workers",
-        str(workers),
-        "--port",
-        str(port),
-        "--run-dir",
-        str(run_dir),
-        f"--daphne-args={' '.join(SERVER_FLAGS['daphne'])}",
-    ]
-    cluster = _launch("make-cluster", command, port, env, own_session=True)
-    deadline = time.monotonic() + timeout
-    while "Ctrl-C stops everything" not in cluster.log():
-        if cluster.process.poll() is not None or time.monotonic() > deadline:
-            if cluster.process.poll() is None:
-                cluster.interrupt(timeout=60)
-            raise RuntimeError(f"make cluster did not come up; its output:\n{cluster.log()}")
-        time.sleep(0.1)
-    return cluster
-
-
 def write_cluster_config(
     run_dir: Path,
     workers: int,

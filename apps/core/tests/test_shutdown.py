@@ -33,9 +33,8 @@ from tools.servers import (
     ServerProcess,
     find_tracebacks,
     flags_with_grace,
-    free_port,
+    run_cluster_command,
     server_env,
-    start_make_cluster,
     start_server,
     supervisor_rpc,
 )
@@ -130,8 +129,8 @@ async def test_ctrl_c_stops_make_cluster_with_a_job_on_the_runworker(tmp_path: P
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
         STATIC_ROOT=str(tmp_path / "static"),
     )
-    run_dir, port = tmp_path / "cluster", free_port()
-    cluster = await asyncio.to_thread(start_make_cluster, run_dir, port, env)
+    run_dir = tmp_path / "cluster"
+    cluster, _ = await asyncio.to_thread(run_cluster_command, run_dir, workers=1, env=env)
     try:
         processes = supervisor_rpc(run_dir).getAllProcessInfo()
         pids = {p["name"]: p["pid"] for p in processes}
