@@ -56,7 +56,10 @@ system-deps:
 	fi
 
 # ---------------------------------------------------------------- the showcase
+# DEBUG (on unless DEBUG=0) is refused on a HOST other machines can reach, before anything
+# else runs (tools/servers.py, debug_refusal; ALLOW_DEBUG_ON_PUBLIC_HOST=1 overrides).
 run: install
+	DEBUG=$${DEBUG-1} $(BIN)/python -m tools.servers check $(SERVER) --host $(HOST)
 	$(BIN)/python manage.py migrate --no-input -v 0
 	DEBUG=$${DEBUG-1} $(BIN)/python manage.py ensure_demo_users
 	DEBUG=$${DEBUG-1} $(BIN)/python -m tools.servers run $(SERVER) --host $(HOST) --port $(PORT)

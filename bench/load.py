@@ -18,10 +18,9 @@ from dataclasses import dataclass, field
 import psutil
 from websockets.asyncio.client import ClientConnection, connect
 
-from tools.servers import ServerProcess
+from tools.servers import ServerProcess, page_origin
 
 # Project endpoints check the Origin header (AllowedHostsOriginValidator).
-ORIGIN = "http://127.0.0.1"
 
 
 # ---------------------------------------------------------------------------- processes
@@ -115,7 +114,9 @@ def percentile(values: list[float], q: float) -> float:
 # ---------------------------------------------------------------------------- sockets
 async def open_socket(url: str) -> ClientConnection:
     """One client socket, as a browser on this origin would open it (minus compression)."""
-    return await connect(url, origin=ORIGIN, compression=None, max_size=None, open_timeout=30)
+    return await connect(
+        url, origin=page_origin(url), compression=None, max_size=None, open_timeout=30
+    )
 
 
 async def open_sockets(

@@ -368,8 +368,12 @@ def main() -> None:
     server_core, client_core = load.cores()
     load.pin(os.getpid(), client_core)
     started = time.perf_counter()
-    # The chaos run reads the server's insides (apps/core/stats.py), off otherwise.
-    env = servers.server_env(SHOWCASE_STATS="1") if args.chaos else None
+    # The chaos run reads the server's insides (apps/core/stats.py), off otherwise. Every socket
+    # comes from this one address: the cap on open sockets per address is lifted.
+    env = servers.server_env(
+        SHOWCASE_STATS="1" if args.chaos else "0",
+        WS_LIMITS=json.dumps({"connections": {"per_user": 0, "per_address": 0}}),
+    )
     server = servers.start_daphne(
         env, extra_args=tuple(shlex.split(args.daphne_args)), name="soak-daphne"
     )

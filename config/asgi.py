@@ -16,13 +16,14 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ChannelNameRouter, ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.urls import re_path  # noqa: E402
 
 from apps.auth_ws.routing import websocket_urlpatterns as auth_ws_routes  # noqa: E402
+from apps.core.connections import ConnectionLimitMiddleware  # noqa: E402
 from apps.core.disconnects import QuietDisconnectMiddleware  # noqa: E402
 from apps.core.journal import JournalMiddleware  # noqa: E402
+from apps.core.origins import SameOriginValidator  # noqa: E402
 from apps.core.routing import websocket_urlpatterns as no_route  # noqa: E402
 from apps.echo_async.routing import websocket_urlpatterns as echo_async_routes  # noqa: E402
 from apps.echo_sync.routing import websocket_urlpatterns as echo_sync_routes  # noqa: E402
@@ -46,9 +47,14 @@ application = ProtocolTypeRouter(
         "http": QuietDisconnectMiddleware(
             ASGIStaticFilesHandler(AuthMiddlewareStack(URLRouter(http_urlpatterns)))
         ),
+        # A handshake's Origin must be the page's own (scheme, host and port) or a trusted one,
+        # as Django's CSRF check demands of forms (apps/core/origins.py).
         "websocket": QuietDisconnectMiddleware(
-            AllowedHostsOriginValidator(
-                AuthMiddlewareStack(JournalMiddleware(URLRouter(websocket_urlpatterns)))
+            SameOriginValidator(
+                AuthMiddlewareStack(
+                    # Open sockets per user and per address (apps/core/connections.py).
+                    ConnectionLimitMiddleware(JournalMiddleware(URLRouter(websocket_urlpatterns)))
+                )
             )
         ),
         # Named channels, read by `manage.py runworker jobs` (or in-process: apps/jobs/worker.py).

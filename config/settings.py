@@ -9,6 +9,7 @@ import json
 import math
 import os
 import socket
+from datetime import timedelta
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -64,6 +65,8 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # Failed logins, counted per username and address, with a cool-off (WS_LIMITS["login"]).
+    "axes",
     "apps.core",
     "apps.echo_sync",
     "apps.echo_async",
@@ -80,6 +83,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: turns a login refused for too many failures into the lockout page (HTTP 429).
+    "axes.middleware.AxesMiddleware",
 ]
 
 TEMPLATES = [
@@ -200,6 +205,12 @@ if env_bool("FAST_PASSWORD_HASHER", False):
 # holds on all of them (Django's default engine, named here because the cluster relies on it).
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
 
+# django-axes first: it refuses a locked-out username and address before any password check.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"
@@ -245,6 +256,8 @@ LOGGING = {
     "loggers": {
         # daphne logs every HTTP request at INFO through its access log; keep it readable.
         "daphne": {"level": "WARNING"},
+        # django-axes logs every login and logout at INFO; failures and lockouts are warnings.
+        "axes": {"level": "WARNING"},
         # uvicorn logs a client's invalid UTF-8, and the responses it cancels when its
         # graceful shutdown runs out, with tracebacks of its own (log_filters.py).
         "uvicorn.error": {"filters": ["client_error", "known_cancellation"]},
@@ -261,13 +274,18 @@ SHOWCASE_HOST = os.environ.get("SHOWCASE_HOST") or socket.gethostname()
 # The subprotocol every endpoint agrees to when a client offers it (ws.protocol in the browser).
 WS_SUBPROTOCOL = "showcase.v1"
 
-# Per-connection limits, per endpoint kind (apps/core/limits.py). Over `max_message_bytes` the
+# Every limit of the showcase, per endpoint kind (apps/core/limits.py, throttle.py,
+# connections.py; docs/settings.md lists each). Per connection: over `max_message_bytes` the
 # consumer closes with 4009 (limits.py says why not 1009); over the token bucket
-# (`messages_per_second`, refilled smoothly, up to `burst` at once) with 4429.
-# `messages_per_second: 0` turns the rate limit off. Daphne's own cap (`make run` sets 512 KiB,
-# --websocket-max-message-size) applies before these.
-# WS_LIMITS in the environment, as JSON, overrides any of them, e.g. for benchmarks:
-#   WS_LIMITS='{"echo": {"messages_per_second": 0}}'
+# (`messages_per_second`, refilled smoothly, up to `burst` at once) with 4429. Daphne's own cap
+# (`make run` sets 512 KiB, --websocket-max-message-size) applies before these.
+# Per user and per client address (the name is the contract's; they cover streams and HTTP
+# too): lobby messages per user whatever the path (shared through Redis by every process),
+# open sockets and streams per user and per address (per server process), unfinished jobs per
+# user (or address), sign-ups per address, failed logins per username and address (django-axes).
+# 0 turns a limit off. WS_LIMITS in the environment, as JSON, overrides any of them, e.g. for
+# load tests: WS_LIMITS='{"echo": {"messages_per_second": 0},
+#                         "connections": {"per_user": 0, "per_address": 0}}'
 WS_LIMITS: dict[str, dict[str, float]] = {
     "echo": {"max_message_bytes": 256 * 1024, "messages_per_second": 100, "burst": 200},
     "json": {"max_message_bytes": 64 * 1024, "messages_per_second": 50, "burst": 100},
@@ -275,9 +293,32 @@ WS_LIMITS: dict[str, dict[str, float]] = {
     # The `block` command of the JSON endpoints (apps/core/limits.py BlockBudget): seconds of
     # sleeping a socket may spend at once, and how fast that budget refills.
     "block": {"budget_seconds": 5, "refill_per_second": 0.1},
+    # Chat messages of one user, over all their sockets and POST /http/lobby/say/.
+    "lobby_per_user": {"messages_per_second": 1, "burst": 20},
+    # Sockets and event streams open at once, per server process.
+    "connections": {"per_user": 30, "per_address": 100},
+    # Unfinished jobs of one user (anonymous: of one address); a hold lapses after an hour.
+    "jobs_per_user": {"limit": 4, "hold_seconds": 3600},
+    # New accounts from one address: `burst` at once, then `per_hour`.
+    "signups_per_address": {"per_hour": 10, "burst": 3},
+    # Failed logins for one username from one address before a lockout of `cooloff_seconds`.
+    "login": {"failures": 5, "cooloff_seconds": 600},
 }
 for _kind, _overrides in json.loads(os.environ.get("WS_LIMITS") or "{}").items():
     WS_LIMITS[_kind] = {**WS_LIMITS.get(_kind, {}), **_overrides}
+
+# Failed logins (django-axes, with its records in the database that every process shares):
+# WS_LIMITS["login"]["failures"] wrong passwords for one username from one address lock that
+# pair out for `cooloff_seconds`; others, and the same user from elsewhere, still log in. The
+# address is REMOTE_ADDR only (daphne's scope["client"]; behind nginx, --proxy-headers make it
+# the browser's): never a header the client could write itself.
+AXES_ENABLED = WS_LIMITS["login"]["failures"] > 0
+AXES_FAILURE_LIMIT = int(WS_LIMITS["login"]["failures"]) or 1
+AXES_COOLOFF_TIME = timedelta(seconds=WS_LIMITS["login"]["cooloff_seconds"])
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_CLIENT_IP_CALLABLE = "apps.auth_ws.views.client_address"
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_RESET_ON_SUCCESS = True
 
 # How a sync consumer's `self.send` reaches the event loop (apps/core/consumers.py,
 # QueuedSendMixin): "stock" is Channels' own async_to_sync, which waits for the loop; "queued"

@@ -31,6 +31,7 @@ from tools.servers import (
     server_env,
     start_daphne,
     start_worker,
+    static_site,
 )
 from tools.servers import start_server as start_any_server
 
@@ -337,6 +338,16 @@ def start_server(
     yield start
     for server in started:
         _stop(server)
+
+
+@pytest.fixture(scope="session")
+def foreign_site() -> Iterator[str]:
+    """
+    The base URL of a page of another origin (e2e/foreign_site/: another port of 127.0.0.1, so
+    the same site for cookies), which tries the showcase's sockets and streams.
+    """
+    with static_site(Path(__file__).parent / "foreign_site") as url:
+        yield url
 
 
 @pytest.fixture

@@ -17,7 +17,6 @@ import socket
 import struct
 from collections.abc import Awaitable, Callable
 
-ORIGIN = "http://127.0.0.1"
 HANDSHAKE_SECONDS = 10.0
 # Bytes: set before connecting, so the window the client advertises stays this small.
 RECEIVE_WINDOW = 4096
@@ -46,8 +45,9 @@ def frame(opcode: int, data: bytes, fin: bool = True) -> bytes:
     return head + mask + masked
 
 
-def upgrade_request(path: str, port: int, origin: str = ORIGIN, cookie: str = "") -> bytes:
-    """The HTTP request that asks for a WebSocket on `path`."""
+def upgrade_request(path: str, port: int, origin: str | None = None, cookie: str = "") -> bytes:
+    """The HTTP request that asks for a WebSocket on `path`, from the site's own page by default."""
+    origin = origin or f"http://127.0.0.1:{port}"
     key = base64.b64encode(os.urandom(16)).decode()
     lines = [
         f"GET {path} HTTP/1.1",

@@ -52,6 +52,15 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def page_origin(url: str) -> str:
+    """
+    The Origin a page of this site sends with a handshake to `url` (ws://127.0.0.1:8000/ws/ ->
+    http://127.0.0.1:8000): the socket origin check wants the scheme, host and port of the site.
+    """
+    scheme, rest = url.split("://", 1)
+    return f"{ {'ws': 'http', 'wss': 'https'}.get(scheme, scheme) }://{rest.split('/', 1)[0]}"
+
+
 def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 15.0) -> None:
     """Return once something accepts connections on the port; fail if the process died."""
     deadline = time.monotonic() + timeout
@@ -840,6 +849,33 @@ def _read_line(fd: int, timeout: float) -> str:
             break
         data += chunk
     return data.decode().strip()
+
+
+@contextlib.contextmanager
+def static_site(directory: Path, port: int | None = None) -> Iterator[str]:
+    """
+    A plain static file server for `directory` on 127.0.0.1 (in a thread of this process), for
+    pages of *another origin* than the showcase: the browser tests' foreign page. Yields its
+    base URL.
+    """
+    import functools
+    import http.server
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(directory))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port or free_port()), handler)
+    thread = threading.Thread(target=httpd.serve_forever, name="static site", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
 
 
 @contextlib.contextmanager
@@ -2058,6 +2094,35 @@ def with_postgres(command: list[str]) -> int:
         postgres.stop()
 
 
+def is_loopback(host: str) -> bool:
+    """Whether binding `host` keeps a server reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def debug_refusal(host: str, env: Mapping[str, str]) -> str | None:
+    """
+    Why `make run` must not start on `host` with this environment, or None. DEBUG on a host
+    others can reach shows them Django's debug pages (a 404 lists every URL pattern, an error
+    the settings and the source) and the demo accounts' passwords on the login page; only an
+    explicit ALLOW_DEBUG_ON_PUBLIC_HOST=1 says that is meant.
+    """
+    debug = env.get("DEBUG", "").lower() in {"1", "true", "yes", "on"}
+    allowed = env.get("ALLOW_DEBUG_ON_PUBLIC_HOST", "").lower() in {"1", "true", "yes", "on"}
+    if not debug or allowed or is_loopback(host):
+        return None
+    return (
+        f"refusing to serve DEBUG on {host}, which other machines can reach: Django's debug "
+        "pages list every URL pattern (any 404) and settings and source (any error), and the "
+        "login page shows the demo accounts' passwords. Serve it with DEBUG=0 "
+        f"(make run HOST={host} DEBUG=0), or say ALLOW_DEBUG_ON_PUBLIC_HOST=1 if you mean it."
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     """
     `python -m tools.servers run SERVER [--host H] [--port P]`: replace this process with the
@@ -2065,6 +2130,7 @@ def main(argv: list[str] | None = None) -> None:
     `python -m tools.servers with-postgres -- COMMAND...` runs a command on a throwaway
     PostgreSQL (DATABASE_URL); `python -m tools.servers redis-node CONFIG ...` starts one Redis
     server of a Sentinel group (run_redis_node), as supervisord does in `make cluster`.
+    `python -m tools.servers check SERVER --host H` exits 1 if DEBUG must not be served there.
     """
     import argparse
 
@@ -2077,13 +2143,17 @@ def main(argv: list[str] | None = None) -> None:
         return
 
     parser = argparse.ArgumentParser(prog="python -m tools.servers")
-    parser.add_argument("action", choices=("run", "flags"))
+    parser.add_argument("action", choices=("run", "flags", "check"))
     parser.add_argument("server", choices=SERVERS)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
     if args.action == "flags":
         print(shlex.join(SERVER_FLAGS[args.server]))
+        return
+    if refusal := debug_refusal(args.host, os.environ):
+        sys.exit(refusal)
+    if args.action == "check":
         return
     command = server_command(args.server, args.port, args.host)
     print(shlex.join(command[1:]), flush=True)

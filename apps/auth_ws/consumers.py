@@ -4,7 +4,7 @@ The lobby: sockets that know who is on the other end.
 `AuthMiddlewareStack` (config/asgi.py) reads the handshake's session cookie and puts the user in
 `scope["user"]` once, before the consumer starts. Everything here trusts that value and nothing
 the client says about itself. A user's sockets share a per-user group, so logging out over HTTP,
-on any server process, reaches every one of them (signals.py).
+on any server process, reaches every one of them (apps/core/sessions.py).
 """
 
 import asyncio
@@ -19,10 +19,11 @@ from channels.auth import get_user
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from apps.core import lobby, protocol
+from apps.core import lobby, protocol, throttle
 from apps.core.consumers import NoDatabaseMixin
 from apps.core.limits import Limiter
 from apps.core.outage import ChannelLayerOutageMixin, is_unreachable
+from apps.core.sessions import CLOSE_UNAUTHENTICATED, SessionEndedMixin, user_group
 
 from .presence import Presence, get_presence
 
@@ -32,7 +33,6 @@ LOBBY = lobby.LOBBY_GROUP
 # How long a socket of a shutting-down server may spend leaving the lobby (its presence entry,
 # its groups) before the process exits regardless.
 SHUTDOWN_LEAVE_SECONDS = 2.0
-CLOSE_UNAUTHENTICATED = 4401
 MAX_CHAT_CHARS = 500
 
 
@@ -62,12 +62,9 @@ def _retrieve(task: asyncio.Task) -> None:
         task.exception()
 
 
-def user_group(user_id: Any) -> str:
-    """The group holding every socket of one user, on every server process."""
-    return f"auth_ws.user.{user_id}"
-
-
-class LobbyConsumer(ChannelLayerOutageMixin, NoDatabaseMixin, AsyncJsonWebsocketConsumer):
+class LobbyConsumer(
+    ChannelLayerOutageMixin, SessionEndedMixin, NoDatabaseMixin, AsyncJsonWebsocketConsumer
+):
     """
     Anonymous sockets are accepted, then closed with 4401; logged-in ones join the lobby.
 
@@ -127,8 +124,8 @@ class LobbyConsumer(ChannelLayerOutageMixin, NoDatabaseMixin, AsyncJsonWebsocket
         self.limiter = Limiter("lobby")
         self.presence = get_presence()
         await self.send_json({"type": "hello", "user": self.username, "process": os.getpid()})
+        # In the user's group already (SessionEndedMixin): a logout anywhere closes this socket.
         await self.channel_layer.group_add(LOBBY, self.channel_name)
-        await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
         self.joined = True
         # In the group before reading the history: a message stored after the read arrives
         # live. Channels dispatches one message at a time, so live ones wait in the channel
@@ -189,6 +186,12 @@ class LobbyConsumer(ChannelLayerOutageMixin, NoDatabaseMixin, AsyncJsonWebsocket
                     raise protocol.BadMessage(
                         "text_too_long", f"chat text is limited to {MAX_CHAT_CHARS} characters"
                     )
+                if not await throttle.allow("lobby_per_user", throttle.of_user(self.user)):
+                    # One budget for all of the user's sockets and POSTs, on every process:
+                    # this socket stays open (another tab of the user may be the one flooding).
+                    raise protocol.BadMessage(
+                        "rate_limited", "too many lobby messages from you: slow down"
+                    )
                 # The sender is whoever the session says; a "user" field in content is ignored.
                 try:
                     await lobby.publish(self.username, text)
@@ -227,7 +230,8 @@ class LobbyConsumer(ChannelLayerOutageMixin, NoDatabaseMixin, AsyncJsonWebsocket
             await self.send_presence()
 
     async def session_ended(self, event: dict[str, Any]) -> None:
-        """The user logged out somewhere (signals.py): this socket's user is gone."""
+        """The user logged out somewhere (apps/core/sessions.py): leave the lobby, close 4401."""
+        self.session_over = True
         await self.end(CLOSE_UNAUTHENTICATED, event["reason"])
 
     # ---------------------------------------------------------- staying, and leaving
@@ -279,6 +283,7 @@ class LobbyConsumer(ChannelLayerOutageMixin, NoDatabaseMixin, AsyncJsonWebsocket
     async def forget(self) -> None:
         """Leave the groups and drop this socket's presence entry, telling the lobby."""
         await self.channel_layer.group_discard(LOBBY, self.channel_name)
+        # Channels leaves the consumer's groups at disconnect, which a shutdown never delivers.
         await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
         if await self.presence.leave(self.channel_name, self.username):
             await self.channel_layer.group_send(LOBBY, {"type": "presence.changed"})

@@ -115,6 +115,12 @@ class ConsumerStyleView(TemplateView):
     note_commands: tuple[tuple[str, dict[str, Any]], ...] = ()
     demo_commands: tuple[tuple[str, dict[str, Any]], ...] = ()
 
+    def render_to_response(self, context: dict[str, Any], **kwargs: Any) -> HttpResponse:
+        """The page, and the cookie that makes its journals this browser's (journal.py)."""
+        response = super().render_to_response(context, **kwargs)
+        journal.give_owner(self.request, response)
+        return response
+
     def get_context_data(self, **kwargs: Any) -> dict[str, Any]:
         """Read routes and source from the modules that really serve the sockets."""
         context = super().get_context_data(**kwargs)
@@ -144,8 +150,13 @@ class ConsumerStyleView(TemplateView):
 
 @never_cache
 async def journal_feed(request: HttpRequest, journal_id: str) -> JsonResponse:
-    """The ASGI events journaled under this id (async: the journal is read on the event loop)."""
-    return JsonResponse({"events": await journal.read(journal_id)})
+    """
+    The ASGI events journaled under this id for this browser (its owner cookie): another
+    client asking for the same id reads nothing. Async: the journal is read on the event loop.
+    """
+    return JsonResponse(
+        {"events": await journal.read(journal.owner_of(request.COOKIES), journal_id)}
+    )
 
 
 @never_cache

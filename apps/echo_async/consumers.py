@@ -26,6 +26,7 @@ from apps.core import protocol
 from apps.core.consumers import NoDatabaseMixin
 from apps.core.limits import BlockBudget, Limiter
 from apps.core.models import MAX_NOTE_CHARS, Note
+from apps.core.sessions import SessionEndedMixin
 
 
 class AsyncEchoConsumer(NoDatabaseMixin, AsyncConsumer):
@@ -77,8 +78,11 @@ class AsyncGenericEchoConsumer(NoDatabaseMixin, AsyncWebsocketConsumer):
             await self.send(bytes_data=bytes_data)
 
 
-class AsyncJsonConsumer(AsyncJsonWebsocketConsumer):
-    """JSON in, typed envelopes out: `receive_json` gets decoded objects."""
+class AsyncJsonConsumer(SessionEndedMixin, AsyncJsonWebsocketConsumer):
+    """
+    JSON in, typed envelopes out: `receive_json` gets decoded objects. It acts as the logged-in
+    user (notes), so it closes 4401 when that user logs out (SessionEndedMixin).
+    """
 
     # No NoDatabaseMixin here: the async ORM runs its queries in the thread-sensitive thread,
     # and the stock dispatch's `aclose_old_connections()` before each handler is what closes

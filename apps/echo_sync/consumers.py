@@ -24,6 +24,7 @@ from apps.core import protocol
 from apps.core.consumers import QueuedSendMixin
 from apps.core.limits import BlockBudget, Limiter
 from apps.core.models import MAX_NOTE_CHARS, Note
+from apps.core.sessions import SyncSessionEndedMixin
 
 
 class SyncEchoConsumer(QueuedSendMixin, SyncConsumer):
@@ -73,8 +74,11 @@ class SyncGenericEchoConsumer(QueuedSendMixin, WebsocketConsumer):
             self.send(bytes_data=bytes_data)
 
 
-class SyncJsonConsumer(QueuedSendMixin, JsonWebsocketConsumer):
-    """JSON in, typed envelopes out: `receive_json` gets decoded objects."""
+class SyncJsonConsumer(QueuedSendMixin, SyncSessionEndedMixin, JsonWebsocketConsumer):
+    """
+    JSON in, typed envelopes out: `receive_json` gets decoded objects. It acts as the logged-in
+    user (notes), so it closes 4401 when that user logs out (SyncSessionEndedMixin).
+    """
 
     def connect(self) -> None:
         """Accept, agreeing to the subprotocol if it was offered."""

@@ -31,10 +31,11 @@ from channels.exceptions import ChannelFull
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from apps.core import protocol
+from apps.core import protocol, throttle
 from apps.core.consumers import NoDatabaseMixin
 from apps.core.limits import Limiter
 from apps.core.outage import ChannelLayerOutageMixin, is_unreachable
+from apps.core.sessions import SessionEndedMixin
 
 from . import worker
 from .queue import JOBS_CHANNEL, JobQueue, get_job_queue, job_key
@@ -203,13 +204,17 @@ class PrimeCounter(SyncConsumer):
             raise WorkerStopping from None
 
 
-class JobsConsumer(ChannelLayerOutageMixin, NoDatabaseMixin, AsyncJsonWebsocketConsumer):
+class JobsConsumer(
+    ChannelLayerOutageMixin, SessionEndedMixin, NoDatabaseMixin, AsyncJsonWebsocketConsumer
+):
     """
     Sends jobs to the worker and relays its progress; answers other commands meanwhile.
 
-    With Redis unreachable it closes 4503 (apps/core/outage.py), like the lobby. Each job it
-    sends holds a lease in the job queue (queue.py) while the socket lives; when the socket
-    ends, however it ends, its jobs are cancelled.
+    With Redis unreachable it closes 4503 (apps/core/outage.py), like the lobby; when its
+    user logs out, 4401 (apps/core/sessions.py). Each job it sends holds one of its user's
+    places (apps/core/throttle.py) and a place and a lease in the job queue (queue.py) while
+    the socket lives; when the socket ends, however it ends, its jobs give both back and are
+    cancelled.
     """
 
     leases: asyncio.Task | None = None
@@ -279,20 +284,44 @@ class JobsConsumer(ChannelLayerOutageMixin, NoDatabaseMixin, AsyncJsonWebsocketC
             )
         self.last_job += 1
         job = self.last_job
-        message = {"type": "job.run", "job": job, "n": n, "reply_to": self.channel_name}
-        # The entry first: a worker skips a job that has none.
+        if not await self.hold_place(job):
+            limit = int(throttle.setting("jobs_per_user", "limit"))
+            raise protocol.BadMessage(
+                "too_many_jobs",
+                f"at most {limit} unfinished jobs per user (or address), over all sockets",
+            )
+        # The queue's entry before the message: a worker skips a job that has none.
         key = job_key(self.channel_name, job)
         if not await self.jobs.add(key):
+            await self.free_place(job)
             raise protocol.BadMessage("queue_full", "the job queue is full; try later")
+        message = {"type": "job.run", "job": job, "n": n, "reply_to": self.channel_name}
         try:
             await self.channel_layer.send(JOBS_CHANNEL, message)
         except ChannelFull:
             await self.jobs.remove([key])
+            await self.free_place(job)
             raise protocol.BadMessage("queue_full", "the job queue is full; try later") from None
         self.pending.add(job)
         if self.leases is None or self.leases.done():
             self.leases = asyncio.create_task(self.renew_leases())
         await self.send_json({"type": "queued", "job": job, "n": n, "process": os.getpid()})
+
+    # ---------------------------------------------------------- jobs per user (throttle.py)
+
+    async def hold_place(self, job: int) -> bool:
+        """Take one of the user's (or address's) places for unfinished jobs, on any process."""
+        return await throttle.acquire(
+            "jobs_per_user", throttle.who(self.scope), f"{self.channel_name}:{job}"
+        )
+
+    async def free_place(self, job: int) -> None:
+        """Give the job's place back: it finished, failed, or its socket left."""
+        await throttle.release(
+            "jobs_per_user", throttle.who(self.scope), f"{self.channel_name}:{job}"
+        )
+
+    # ---------------------------------------------------------- the job queue (queue.py)
 
     async def renew_leases(self) -> None:
         """While this socket has unfinished jobs, renew their leases every third of a lease."""
@@ -304,25 +333,35 @@ class JobsConsumer(ChannelLayerOutageMixin, NoDatabaseMixin, AsyncJsonWebsocketC
                 # Redis unreachable: the socket closes 4503 (outage.py); until then, try again.
                 logger.info("leases of %s not renewed: %r", self.channel_name, error)
 
-    async def forget_jobs(self) -> None:
-        """The socket ends: cancel its unfinished jobs (their leases expire if this fails)."""
-        if self.leases is not None:
-            self.leases.cancel()
-        # None before connect() (a pub/sub layer can fail first).
-        keys = [job_key(self.channel_name, job) for job in getattr(self, "pending", ())]
-        self.pending = set()
-        if not keys:
-            return
-        try:
-            await asyncio.wait_for(self.jobs.remove(keys), FORGET_SECONDS)
-        except Exception as error:
-            logger.info("jobs of %s left to their leases: %r", self.channel_name, error)
-
     async def finished(self, job: Any) -> None:
-        """One of our jobs is done or failed: it leaves the queue."""
+        """One of our jobs is done or failed: it leaves the queue and frees its place."""
         if job in self.pending:
             self.pending.discard(job)
             await self.jobs.remove([job_key(self.channel_name, job)])
+            await self.free_place(job)
+
+    async def forget_jobs(self) -> None:
+        """
+        The socket ends: its unfinished jobs leave the queue (so the worker cancels them) and
+        hold no place of the user's any more. If Redis fails here, the leases run out instead.
+        """
+        if self.leases is not None:
+            self.leases.cancel()
+        # None before connect() (a pub/sub layer can fail first).
+        jobs = list(getattr(self, "pending", ()))
+        self.pending = set()
+        if not jobs:
+            return
+
+        async def give_back() -> None:
+            await self.jobs.remove(job_key(self.channel_name, job) for job in jobs)
+            for job in jobs:
+                await self.free_place(job)
+
+        try:
+            await asyncio.wait_for(give_back(), FORGET_SECONDS)
+        except Exception as error:
+            logger.info("jobs of %s left to their leases: %r", self.channel_name, error)
 
     # ---------------------------------------------------------- messages from the worker
 

@@ -38,9 +38,11 @@ from channels.layers import get_channel_layer
 from channels.utils import await_many_dispatch
 from django.conf import settings
 
-from apps.core import lobby
+from apps.core import lobby, origins
+from apps.core.connections import OPEN
 from apps.core.consumers import NoDatabaseMixin
 from apps.core.outage import UNREACHABLE
+from apps.core.sessions import user_group
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +97,7 @@ class EventStreamConsumer(NoDatabaseMixin, AsyncHttpConsumer):
     uses_channel_layer = False
     groups: tuple[str, ...] = ()
     streaming = False
+    counted = False  # among the user's and address's open connections (connections.py)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Serve one request: dispatch the client's, the channel layer's and our own events."""
@@ -119,6 +122,8 @@ class EventStreamConsumer(NoDatabaseMixin, AsyncHttpConsumer):
         finally:
             # Also when the server cancels us: no timer fires and no group keeps our channel.
             await self.stop()
+            if self.counted:
+                OPEN.release(scope)
 
     async def http_request(self, message: dict[str, Any]) -> None:
         """Collect the body, then let `handle()` open the stream; stay alive if it did."""
@@ -129,6 +134,13 @@ class EventStreamConsumer(NoDatabaseMixin, AsyncHttpConsumer):
         try:
             if self.scope["method"] not in ("GET", "HEAD"):
                 raise BadRequest(405, "an event stream is read with GET")
+            if not origins.stream_allowed(self.scope):
+                # Another origin's page (another port or scheme of this host, too) would get
+                # the visitor's cookie along: as for sockets, only the site's own pages may ask.
+                raise BadRequest(403, "this stream is for this site's own pages")
+            if refusal := OPEN.admit(self.scope):
+                raise BadRequest(429, refusal)
+            self.counted = True
             await self.handle(b"".join(self.body))
         except BadRequest as refusal:
             await self.send_response(
@@ -264,6 +276,8 @@ class LobbyStreamConsumer(EventStreamConsumer):
         if not user.is_authenticated:
             raise BadRequest(403, "log in first: the lobby stream is for logged-in users")
         resumed_from = last_event_id(self.scope)
+        # The user's group: a logout on any process ends this stream at once (session_ended).
+        await self.join(user_group(user.pk))
         # Join before reading the history: a message published in between arrives both ways,
         # and the id check in lobby_chat drops the second copy.
         await self.join(lobby.LOBBY_GROUP)
@@ -276,11 +290,19 @@ class LobbyStreamConsumer(EventStreamConsumer):
         await self.catch_up(report_gap=resumed_from is not None)
         self.later(settings.SSE_SESSION_CHECK_SECONDS, {"type": "sse.session_check"})
 
+    async def session_ended(self, event: dict[str, Any]) -> None:
+        """
+        The user logged out, on this process or another (apps/core/sessions.py): say `bye` and
+        end the stream (EventSource reconnects, gets 403, and stops).
+        """
+        await self.send_event({"reason": event.get("reason", "session ended")}, event="bye")
+        await self.end_stream()
+
     async def sse_session_check(self, event: dict[str, Any]) -> None:
         """
-        The user was read once, at the request: logging out changes nothing by itself. So
-        every few seconds, check the session still logs this user in; if not, end the stream
-        (EventSource reconnects, gets 403, and stops).
+        The user was read once, at the request. A logout ends the stream through the user's
+        group; a session that ends otherwise (expired, flushed from the database) is found
+        here: every few seconds, check the session still logs this user in.
         """
         store = import_module(settings.SESSION_ENGINE).SessionStore
         user = await get_user({"session": store(self.scope["session"].session_key)})

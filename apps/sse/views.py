@@ -6,7 +6,7 @@ from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_POST
 
-from apps.core import lobby
+from apps.core import lobby, throttle
 from apps.core.outage import UNREACHABLE
 from apps.core.views import ConsumerStyleView
 
@@ -33,6 +33,9 @@ async def say(request: HttpRequest) -> JsonResponse:
         return error(400, "invalid_text", 'chat needs a non-empty "text"')
     if len(text) > consumers.MAX_CHAT_CHARS:
         return error(400, "text_too_long", f"at most {consumers.MAX_CHAT_CHARS} characters")
+    if not await throttle.allow("lobby_per_user", throttle.of_user(user)):
+        # The same budget as the user's sockets (WS_LIMITS["lobby_per_user"]), on every process.
+        return error(429, "rate_limited", "too many lobby messages from you: slow down")
     try:
         message = await lobby.publish(user.get_username(), text)
     except lobby.NotSaved as not_saved:

@@ -132,8 +132,16 @@ def test_two_users_on_different_processes_chat_and_logout_reaches_every_process(
     assert json.loads(said["text"])["text"] == "from the second"
 
     # Logging out is one HTTP POST to one process: alice's sockets on both processes close.
+    # The click starts a navigation: wait for the POST's answer and for the page it leads to
+    # (the navigation's own wait, TIMEOUT_MS), not for `expect`'s shorter default, which a
+    # starved browser outran at load 15 (issue 17). If the POST never gets an answer, this says so.
     marks = [alice_first.mark(), alice_second.mark()]
-    alice_tab.get_by_role("button", name="Log out").click()
+    with (
+        alice_tab.expect_response(lambda r: r.url.endswith("/accounts/logout/")) as logout,
+        alice_tab.expect_navigation(url=re.compile(r"/auth/$")),
+    ):
+        alice_tab.get_by_role("button", name="Log out").click()
+    assert logout.value.status == 302
     expect(alice_tab.locator("[data-lobby-anonymous]")).to_be_visible()
     for tab, since in zip((alice_first, alice_second), marks, strict=True):
         assert tab.wait_for("close", since)[0]["code"] == 4401

@@ -12,31 +12,29 @@ from urllib.parse import urlencode
 from urllib.request import HTTPCookieProcessor, build_opener
 
 from channels.testing import WebsocketCommunicator
-from django.conf import settings
 from django.test import AsyncClient
-from django.urls import reverse
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 
+# Logging in and its cookie are every app's business: apps/core/tests/accounts.py.
+from apps.core.tests.accounts import PASSWORD, log_in, session_cookie
 from apps.core.tests.contract import communicator
 from tools.servers import ServerProcess
 
+__all__ = [
+    "LOBBY",
+    "PASSWORD",
+    "FormClient",
+    "connect",
+    "join",
+    "lobby",
+    "log_in",
+    "logged_in",
+    "presence",
+    "session_cookie",
+]
+
 LOBBY = "/ws/auth/"
-PASSWORD = "a long demo passphrase"
-
-
-async def log_in(username: str) -> AsyncClient:
-    """A client logged in through the login view, as a browser would be."""
-    client = AsyncClient()
-    response = await client.post(reverse("login"), {"username": username, "password": PASSWORD})
-    assert response.status_code == 302, response.content
-    return client
-
-
-def session_cookie(client: AsyncClient) -> bytes:
-    """The client's session cookie, as a `Cookie` header value."""
-    name = settings.SESSION_COOKIE_NAME
-    return f"{name}={client.cookies[name].value}".encode()
 
 
 async def connect(client: AsyncClient | None, path: str = LOBBY) -> WebsocketCommunicator:

@@ -15,14 +15,15 @@ import time
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from typing import Any
+from urllib.error import HTTPError
 
 import pytest
 import redis
 from django.contrib.auth import get_user_model
-from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from apps.auth_ws.tests.helpers import PASSWORD, lobby, logged_in
+from apps.auth_ws.tests.helpers import PASSWORD, FormClient, lobby, logged_in
 from tools.servers import ServerProcess, database_env, running, server_env, start_daphne
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -152,3 +153,94 @@ async def test_a_killed_process_takes_its_users_offline(
         elapsed = time.monotonic() - started
         print(f"\nB killed -> Y gone from X's list on A: {elapsed:.2f} s (TTL {PRESENCE_TTL} s)")
         assert elapsed < PRESENCE_TTL + PRESENCE_TTL / 3 + 1
+
+
+async def closed_after_any(ws: ClientConnection, within: float = 5) -> int:
+    """Read whatever is still queued until the socket closes; return the close code."""
+    with pytest.raises(ConnectionClosed) as closed:
+        async with asyncio.timeout(within):
+            while True:
+                await ws.recv()
+    return closed.value.rcvd.code
+
+
+async def open_stream(
+    server: ServerProcess, client: FormClient, path: str
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A raw GET of an event stream on this server with the client's cookie; headers read."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    request = (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+        f"Cookie: {client.cookie_header()}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    writer.write(request.encode())
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return reader, writer  # the writer too: once it is collected, the connection closes
+
+
+async def next_event(reader: asyncio.StreamReader, name: str, within: float = 5) -> str:
+    """Read the stream until an event of this name; return its data line."""
+    deadline = time.monotonic() + within
+    event = None
+    while time.monotonic() < deadline and not reader.at_eof():
+        line = (await asyncio.wait_for(reader.readline(), deadline - time.monotonic())).strip()
+        if line.startswith(b"event: "):
+            event = line[7:].decode()
+        elif line.startswith(b"data: ") and event == name:
+            return line[6:].decode()
+        elif not line:
+            event = None
+    raise AssertionError(f"no {name} event within {within} s (or before the stream ended)")
+
+
+async def test_logout_on_one_process_closes_every_socket_and_stream_on_the_other(
+    servers: tuple[ServerProcess, ServerProcess], users: None
+) -> None:
+    a, b = servers
+    x = await logged_in(a, "xavier")
+    headers = {"Cookie": x.cookie_header()}
+    paths = ["/ws/auth/", "/ws/sc/json/", "/ws/ac/json/", "/ws/jobs/"]
+    async with AsyncExitStack() as stack:
+        sockets = {
+            path: await stack.enter_async_context(
+                connect(b.ws_url + path, origin=b.http_url, additional_headers=headers)
+            )
+            for path in paths
+        }
+        for path in paths[1:]:
+            ws = sockets[path]
+            await ws.send(json.dumps({"type": "info"}))
+            while (reply := await receive(ws))["type"] != "info":  # the jobs socket's hello
+                pass
+            assert (reply["user"], reply["process"]) == ("xavier", b.process.pid)
+        stream, _writer = await open_stream(b, x, "/sse/lobby/")
+        assert json.loads(await next_event(stream, "hello"))["user"] == "xavier"
+
+        await asyncio.to_thread(x.log_out)  # on A
+        for path, ws in sockets.items():
+            assert await closed_after_any(ws) == 4401, path
+        assert json.loads(await next_event(stream, "bye")) == {"reason": "logged out"}
+
+
+async def test_one_users_lobby_budget_is_shared_by_every_process(
+    servers: tuple[ServerProcess, ServerProcess], users: None
+) -> None:
+    # WS_LIMITS["lobby_per_user"] (burst 20, 1 a second) is one bucket in Redis: POSTs that
+    # alternate between the processes still get only about the burst through.
+    a, b = servers
+    x = [await logged_in(server, "xavier") for server in (a, b)]
+    started = time.monotonic()
+    statuses = [await asyncio.to_thread(say, x[n % 2], f"flood {n}") for n in range(40)]
+    elapsed = time.monotonic() - started
+    assert statuses.count(201) <= 20 + elapsed * 1 + 1, (statuses, elapsed)
+    # Both processes refused some: neither kept a budget of its own.
+    assert 429 in statuses[0::2] and 429 in statuses[1::2], statuses
+
+
+def say(client: FormClient, text: str) -> int:
+    """POST /http/lobby/say/ with the client's session and CSRF token; the status."""
+    try:
+        return client.post("/http/lobby/say/", {"text": text})
+    except HTTPError as error:
+        return error.code

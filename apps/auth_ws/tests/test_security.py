@@ -93,7 +93,7 @@ def account_forms() -> list[str]:
 @pytest.mark.parametrize("name", account_forms())
 def test_every_account_form_refuses_a_post_without_csrf_token(users: None, name: str) -> None:
     client = Client(enforce_csrf_checks=True)
-    client.login(username="alice", password=PASSWORD)
+    client.force_login(get_user_model().objects.get(username="alice"))
     session_key = client.session.session_key
     fields = {"username": "mallory", "password": PASSWORD, "password1": PASSWORD}
     response = client.post(reverse(name), {**fields, "password2": PASSWORD})
@@ -108,7 +108,7 @@ def test_a_csrf_token_from_another_session_is_refused(users: None) -> None:
     attacker.get(reverse("login"))
     stolen = attacker.cookies[settings.CSRF_COOKIE_NAME].value
     victim = Client(enforce_csrf_checks=True)
-    victim.login(username="alice", password=PASSWORD)
+    victim.force_login(get_user_model().objects.get(username="alice"))
     response = victim.post(reverse("logout"), {"csrfmiddlewaretoken": stolen})
     assert response.status_code == 403
     assert victim.session.get("_auth_user_id")

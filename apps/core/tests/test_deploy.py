@@ -19,6 +19,7 @@ from tools.servers import (
     Host,
     PostgresProgram,
     RedisGroup,
+    debug_refusal,
     find_binary,
     postgres_os_user,
     write_cluster_config,
@@ -173,3 +174,52 @@ def check_deploy(**env: str) -> set[str]:
 def test_check_deploy_reports_only_https_settings_until_https_is_on() -> None:
     assert check_deploy(STATIC_MANIFEST="1") == HTTPS_WARNINGS
     assert check_deploy(STATIC_MANIFEST="1", HTTPS="1") == set()
+
+
+def check_host(host: str, **env: str) -> subprocess.CompletedProcess:
+    """`make run`'s first step: may DEBUG be served on this host with this environment?"""
+    environment = {
+        k: v for k, v in os.environ.items() if k not in ("DEBUG", "ALLOW_DEBUG_ON_PUBLIC_HOST")
+    }
+    command = [sys.executable, "-m", "tools.servers", "check", "daphne", "--host", host]
+    return subprocess.run(  # noqa: S603 (our own interpreter and module)
+        command, cwd=BASE_DIR, env={**environment, **env}, capture_output=True, text=True
+    )
+
+
+# Checked only, never bound: `check` exits before any server starts.
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104
+
+
+def test_make_run_refuses_debug_on_a_host_others_can_reach() -> None:
+    refused = check_host(ALL_INTERFACES, DEBUG="1")  # the command `make run` runs first
+    assert refused.returncode == 1
+    assert "list every URL pattern" in refused.stderr
+    assert "demo accounts' passwords" in refused.stderr
+    for host in (ALL_INTERFACES, "192.0.2.10", "::", "showcase.example"):
+        assert debug_refusal(host, {"DEBUG": "true"}) is not None, host
+    # Loopback, DEBUG off, or said explicitly: served.
+    for host in ("127.0.0.1", "127.0.0.2", "localhost", "::1", "[::1]"):
+        assert debug_refusal(host, {"DEBUG": "1"}) is None, host
+    assert debug_refusal(ALL_INTERFACES, {"DEBUG": "0"}) is None
+    allowed = {"DEBUG": "1", "ALLOW_DEBUG_ON_PUBLIC_HOST": "1"}
+    assert debug_refusal(ALL_INTERFACES, allowed) is None
+    assert check_host(ALL_INTERFACES, **allowed).returncode == 0
+
+
+def test_make_run_checks_the_host_before_anything_else() -> None:
+    # Before migrate and before the demo accounts are made: a refused run leaves nothing.
+    planned = subprocess.run(
+        ["make", "-n", "run", "HOST=0.0.0.0"],  # noqa: S607 (make, from PATH, as a developer runs it)
+        cwd=BASE_DIR,
+        capture_output=True,
+        text=True,
+    ).stdout.splitlines()
+    steps = [line for line in planned if "tools.servers" in line or "manage.py" in line]
+    assert "tools.servers check daphne --host 0.0.0.0" in steps[0]
+
+
+def test_nginx_bounds_the_time_to_send_the_request_headers(tmp_path: Path) -> None:
+    write_cluster_config(tmp_path, workers=1, port=18080)
+    site = (tmp_path / "nginx-site.conf").read_text()
+    assert "client_header_timeout 5s;" in site

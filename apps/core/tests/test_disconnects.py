@@ -153,8 +153,11 @@ def test_stats_are_off_by_default(client: Client, settings) -> None:
 
 # Lifted, so the hostile clients' bursts meet the servers' framing, not the showcase's limits.
 NO_LIMITS = {
-    kind: {"messages_per_second": 0, "max_message_bytes": 1 << 20}
-    for kind in ("echo", "json", "lobby")
+    **{
+        kind: {"messages_per_second": 0, "max_message_bytes": 1 << 20}
+        for kind in ("echo", "json", "lobby")
+    },
+    "connections": {"per_user": 0, "per_address": 0},
 }
 ENDPOINTS = [
     ("/ws/sc/", "echo"),
@@ -189,7 +192,7 @@ async def still_serves(server: ServerProcess, cookie: str) -> None:
     for path, kind in ENDPOINTS:
         headers = {"Cookie": cookie} if kind == "lobby" else {}
         async with connect(
-            server.ws_url + path, origin=hostile.ORIGIN, additional_headers=headers
+            server.ws_url + path, origin=server.http_url, additional_headers=headers
         ) as ws:
             if kind == "lobby":
                 assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "hello"

@@ -32,11 +32,16 @@ CANCELLED = re.compile(r"job (\d+) of (\S+) cancelled (at (\d+) of (\d+)|before 
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    """A server's environment: its own database file (nothing here uses it), a queue of 10."""
+    """
+    A server's environment: its own database file (nothing here uses it), a queue of 10, and
+    no limit of jobs per address (every socket here comes from 127.0.0.1): the queue's limit
+    is the one under test.
+    """
     return server_env(
         DATABASE_PATH=str(tmp_path / "db.sqlite3"),
         JOBS_MAX_N=str(BIG),
         JOBS_QUEUE_LIMIT=str(QUEUE_LIMIT),
+        WS_LIMITS=json.dumps({"jobs_per_user": {"limit": 0}}),
         SHOWCASE_STATS="1",
     )
 

@@ -13,6 +13,7 @@ from channels.layers import get_channel_layer
 from channels.testing import ApplicationCommunicator, HttpCommunicator
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.sessions.models import Session
 from django.db import connections
 from django.test import AsyncClient
 from django.urls import reverse
@@ -307,13 +308,29 @@ async def test_unreachable_redis_ends_the_stream_with_a_longer_retry(
     assert "channel layer unreachable" in caplog.text
 
 
-async def test_logging_out_ends_the_lobby_stream(alice_client: AsyncClient, alice: str) -> None:
+async def test_logging_out_ends_the_lobby_stream_at_once(
+    alice_client: AsyncClient, alice: str, settings
+) -> None:
+    # The stream is in alice's group (apps/core/sessions.py): the logout's message ends it,
+    # not the next session check, which here would come a minute later.
+    settings.SSE_SESSION_CHECK_SECONDS = 60
     stream = Stream(LOBBY, headers=[(b"cookie", alice.encode())])
     await stream.start()
     await stream.event("hello")
     await lobby.publish("bob", "still in")
     assert (await stream.event("chat"))["data"]["text"] == "still in"
     assert (await alice_client.post(reverse("logout"))).status_code == 302
+    assert (await stream.event("bye"))["data"] == {"reason": "logged out"}
+    assert (await stream.chunk())["more_body"] is False
+    await stream.app.wait(timeout=1)
+
+
+async def test_a_session_that_ends_without_a_logout_ends_the_lobby_stream(alice: str) -> None:
+    # Expired or deleted sessions send no signal: the stream's periodic check finds them.
+    stream = Stream(LOBBY, headers=[(b"cookie", alice.encode())])
+    await stream.start()
+    await stream.event("hello")
+    await Session.objects.all().adelete()
     assert (await stream.event("bye"))["data"] == {"reason": "the session ended"}
     assert (await stream.chunk())["more_body"] is False
     await stream.app.wait(timeout=1)

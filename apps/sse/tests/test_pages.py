@@ -40,8 +40,7 @@ def test_say_needs_a_login_csrf_and_text() -> None:
     client = Client()
     anonymous = client.post("/http/lobby/say/", {"text": "hi"})
     assert (anonymous.status_code, anonymous.json()["code"]) == (403, "not_logged_in")
-    get_user_model().objects.create_user("alice", password="a long demo passphrase")
-    client.login(username="alice", password="a long demo passphrase")
+    client.force_login(get_user_model().objects.create_user("alice"))
     for text, code in (("   ", "invalid_text"), ("x" * 501, "text_too_long")):
         response = client.post("/http/lobby/say/", {"text": text})
         assert (response.status_code, response.json()["code"]) == (400, code)
