@@ -65,7 +65,11 @@ def jobs(
     else:
         env = {**env, "REDIS_URL": redis_db(request.getfixturevalue("redis_url"), 8)}
         server = start_daphne(env, name="daphne-abandoned-redis")
-        worker = start_worker(env, name="runworker-abandoned")
+        try:
+            worker = start_worker(env, name="runworker-abandoned")
+        except BaseException:
+            server.stop()
+            raise
     yield server, worker
     for process in {server.name: server, worker.name: worker}.values():
         process.stop()
@@ -123,10 +127,14 @@ async def test_a_job_whose_server_was_killed_is_cancelled_when_its_lease_ends(
         "JOBS_MAX_N": "2000000",  # seconds of work: far longer than the lease
         "JOBS_LEASE_SECONDS": "1",
     }
-    killed = start_daphne(env, name="daphne-killed")
-    staying = start_daphne(env, name="daphne-staying")
-    worker = start_worker(env, name="runworker-lease")
+    started: list[ServerProcess] = []
     try:
+        killed = start_daphne(env, name="daphne-killed")
+        started.append(killed)
+        staying = start_daphne(env, name="daphne-staying")
+        started.append(staying)
+        worker = start_worker(env, name="runworker-lease")
+        started.append(worker)
         socket, _ = await json_socket(killed, "/ws/jobs/")
         await socket.send(json.dumps({"type": "job", "n": 2_000_000}))
         await receive_until(socket, "progress")
@@ -140,6 +148,6 @@ async def test_a_job_whose_server_was_killed_is_cancelled_when_its_lease_ends(
         assert int(cancelled[0][3]) < 2_000_000
         await other.close()
     finally:
-        for process in (worker, staying, killed):
+        for process in reversed(started):
             process.stop()
     assert not worker.tracebacks() and not staying.tracebacks(), worker.log() + staying.log()
