@@ -258,8 +258,9 @@ LOGGING = {
         "daphne": {"level": "WARNING"},
         # django-axes logs every login and logout at INFO; failures and lockouts are warnings.
         "axes": {"level": "WARNING"},
-        # uvicorn logs a client's invalid UTF-8 with a traceback of its own (log_filters.py).
-        "uvicorn.error": {"filters": ["client_error"]},
+        # uvicorn logs a client's invalid UTF-8, and the responses it cancels when its
+        # graceful shutdown runs out, with tracebacks of its own (log_filters.py).
+        "uvicorn.error": {"filters": ["client_error", "known_cancellation"]},
         # asyncio on Python 3.11 logs hypercorn's cancelled connections as errors (log_filters.py).
         "asyncio": {"filters": ["known_cancellation"]},
     },
@@ -366,6 +367,12 @@ SSE_SESSION_CHECK_SECONDS = float(os.environ.get("SSE_SESSION_CHECK_SECONDS") or
 JOBS_IN_PROCESS = env_bool("JOBS_IN_PROCESS", not (REDIS_URL or REDIS_SENTINELS))
 JOBS_MAX_N = int(os.environ.get("JOBS_MAX_N") or 2_000_000)  # count primes up to this, at most
 JOBS_PER_SOCKET = int(os.environ.get("JOBS_PER_SOCKET") or 2)  # unfinished jobs per socket
+# At most JOBS_QUEUE_LIMIT unfinished jobs (queued or running) over every socket and process;
+# more are refused `queue_full` (0: no limit, for load tests). A socket renews its jobs' leases
+# every third of JOBS_LEASE_SECONDS: a job whose socket closed is cancelled at once, one whose
+# server process died without a word once its lease runs out (apps/jobs/queue.py).
+JOBS_QUEUE_LIMIT = int(os.environ.get("JOBS_QUEUE_LIMIT") or 10)
+JOBS_LEASE_SECONDS = float(os.environ.get("JOBS_LEASE_SECONDS") or 15)
 
 # ----------------------------------------------------------------------------- HTTPS
 # HTTPS=1 behind a proxy that terminates TLS (docs/deploying.md): cookies only over HTTPS,

@@ -113,6 +113,26 @@ class ServerProcess:
                 self.process.kill()
                 self.process.wait()
 
+    def interrupt(self, sig: int = signal.SIGINT, timeout: float = 30.0) -> float | None:
+        """
+        Send `sig` to the server's process group, as a terminal sends Ctrl-C to `make run`, and
+        wait for the process to exit: the seconds it took, or None if it outlived `timeout`
+        (then it is killed, its whole group with it). Needs a server started with
+        `own_group=True`, so that the signal reaches nothing else.
+        """
+        if os.getpgid(self.process.pid) != self.process.pid:
+            raise RuntimeError(f"{self.name} does not lead a process group of its own")
+        sent = time.monotonic()
+        os.killpg(self.process.pid, sig)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            return None
+        return time.monotonic() - sent
+
     def log(self) -> str:
         """What the server has printed so far."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -253,8 +273,12 @@ def start_daphne(
     extra_args: tuple[str, ...] = (),
     name: str = "daphne",
     app: str = "config.asgi:application",
+    own_group: bool = False,
 ) -> ServerProcess:
-    """Start daphne serving `app` on 127.0.0.1; its log is `<name>-<port>.log`."""
+    """
+    Start daphne serving `app` on 127.0.0.1; its log is `<name>-<port>.log`. `own_group`: in a
+    process group of its own, which `ServerProcess.interrupt` signals as a terminal would.
+    """
     port = port or free_port()
     command = [
         sys.executable,
@@ -267,7 +291,7 @@ def start_daphne(
         *extra_args,
         app,
     ]
-    return _spawn(name, command, port, env or server_env())
+    return _spawn(name, command, port, env or server_env(), own_session=own_group)
 
 
 def start_uvicorn(
@@ -369,6 +393,29 @@ class HypercornConfig:
 
 SERVERS = tuple(SERVER_FLAGS)
 
+# Each server's grace for applications when it is told to stop (SIGTERM, Ctrl-C), the
+# "10 s for consumers" above: the flag that sets it, and its value in SERVER_FLAGS. daphne
+# cancels every application at once and waits for them, at most its application close timeout
+# (apps/core/daphne_shutdown.py); the others give them the grace first.
+GRACE_FLAGS = {
+    "daphne": "--application-close-timeout",
+    "uvicorn": "--timeout-graceful-shutdown",
+    "hypercorn": "--graceful-timeout",  # on the command line, it overrides HypercornConfig's
+    "granian": "--workers-kill-timeout",
+}
+GRACE_SECONDS = 10
+
+
+def flags_with_grace(server: str, seconds: int) -> tuple[str, ...]:
+    """`make run`'s flags for `server`, with its stop grace set to `seconds` (tests use less)."""
+    flags = list(SERVER_FLAGS[server])
+    flag = GRACE_FLAGS[server]
+    if flag in flags:
+        flags[flags.index(flag) + 1] = str(seconds)
+    else:
+        flags += [flag, str(seconds)]
+    return tuple(flags)
+
 
 def server_command(
     server: str,
@@ -395,11 +442,15 @@ def start_server(
     app: str = "config.asgi:application",
     flags: tuple[str, ...] | None = None,
     name: str | None = None,
+    own_group: bool = False,
 ) -> ServerProcess:
-    """Start one of SERVERS on 127.0.0.1, with `make run`'s flags unless `flags` is given."""
+    """
+    Start one of SERVERS on 127.0.0.1, with `make run`'s flags unless `flags` is given;
+    `own_group` as for `start_daphne`.
+    """
     port = port or free_port()
     command = server_command(server, port, app=app, flags=flags)
-    return _spawn(name or server, command, port, env or server_env())
+    return _spawn(name or server, command, port, env or server_env(), own_session=own_group)
 
 
 def start_command(
@@ -746,6 +797,7 @@ def start_worker(
             env=dict(env or server_env()),
         )
     worker = ServerProcess(name, 0, process, log_path, command)
+    STARTED.append(worker)
     deadline = time.monotonic() + timeout
     while "Running worker for channels" not in worker.log():
         if process.poll() is not None or time.monotonic() > deadline:

@@ -15,6 +15,12 @@ StreamReaderProtocol.connection_made.<locals>.callback" with a CancelledError tr
 connection task a server cancels, which hypercorn does to its sockets when the grace after
 SIGTERM runs out. The cancellation is the server's own, on purpose; settings.LOGGING attaches
 the filter to the `asyncio` logger, and any other asyncio record keeps its traceback.
+
+It also takes uvicorn's report of its own graceful-shutdown timeout: after SIGTERM or Ctrl-C
+uvicorn waits `--timeout-graceful-shutdown` seconds for responses still running (an open event
+stream never ends by itself), then cancels them and logs each cancellation as "Exception in
+ASGI application" with the CancelledError's traceback. That is the stop working as configured,
+not a failure: one INFO line instead (settings.LOGGING attaches the filter to `uvicorn.error`).
 """
 
 import asyncio
@@ -38,18 +44,26 @@ class ClientErrorWithoutTraceback(logging.Filter):
 
 # What asyncio names the callback in python/cpython#113538's log record.
 CPYTHON_113538 = "StreamReaderProtocol.connection_made.<locals>.callback"
+# The message uvicorn cancels a request with when its graceful shutdown runs out.
+UVICORN_GRACE_OVER = "timeout graceful shutdown exceeded"
 
 
 class KnownCancellationWithoutTraceback(logging.Filter):
-    """Log CPython 3.11's report of a cancelled connection task as one INFO line."""
+    """Log a server's report of a task it cancelled on purpose as one INFO line."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Strip the traceback from python/cpython#113538's records; pass everything."""
+        """Strip the traceback from the known cancellations' records; pass everything."""
         error = record.exc_info[1] if record.exc_info else None
-        if isinstance(error, asyncio.CancelledError) and CPYTHON_113538 in record.getMessage():
+        if not isinstance(error, asyncio.CancelledError):
+            return True
+        if CPYTHON_113538 in record.getMessage():
             record.msg = "a server cancelled a connection task (python/cpython#113538)"
-            record.args = ()
-            record.exc_info = None
-            record.exc_text = None
-            record.levelno, record.levelname = logging.INFO, "INFO"
+        elif UVICORN_GRACE_OVER in str(error):
+            record.msg = "uvicorn cancelled a response still running when its grace ran out"
+        else:
+            return True
+        record.args = ()
+        record.exc_info = None
+        record.exc_text = None
+        record.levelno, record.levelname = logging.INFO, "INFO"
         return True

@@ -8,11 +8,12 @@ Routes of jobs: a socket, and a named channel for the worker.
 from django.urls import path
 
 from . import consumers
+from .queue import JOBS_CHANNEL
 
 websocket_urlpatterns = [
     path("ws/jobs/", consumers.JobsConsumer.as_asgi()),
 ]
 
 channel_routes = {
-    consumers.JOBS_CHANNEL: consumers.PrimeCounter.as_asgi(),
+    JOBS_CHANNEL: consumers.PrimeCounter.as_asgi(),
 }

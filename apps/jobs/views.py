@@ -8,5 +8,9 @@ index = ConsumerStyleView.as_view(
     template_name="jobs/index.html",
     routing=routing,
     consumers=consumers,
-    extra_context={"max_n": settings.JOBS_MAX_N, "per_socket": settings.JOBS_PER_SOCKET},
+    extra_context={
+        "max_n": settings.JOBS_MAX_N,
+        "per_socket": settings.JOBS_PER_SOCKET,
+        "queue_limit": settings.JOBS_QUEUE_LIMIT,
+    },
 )

@@ -11,6 +11,15 @@ without `REDIS_URL`), the first jobs socket starts, on the server's event loop, 
 they would run in asgiref's one shared sync thread, and a long job would stall every sync
 consumer of the process. The work still shares the process's GIL with the server (sockets
 answer, a little slower); a `runworker` process over Redis shares nothing.
+
+Like `runworker`, it takes messages off the layer as they come, into the consumer's own queue,
+but a bounded one (the layer's capacity for the channel): beyond that, jobs wait in the layer
+and a full layer refuses more (`queue_full`). The queue's entries (queue.py) are what limits
+unfinished jobs; this bound only keeps abandoned messages from piling up in memory.
+
+When the server stops, whichever way its event loop ends (stopped under daphne, its tasks
+cancelled under uvicorn and hypercorn), the job in hand is given up at once: the consumer
+(PrimeCounter) watches for both.
 """
 
 import asyncio
@@ -22,6 +31,8 @@ from typing import Any
 from asgiref.sync import ThreadSensitiveContext
 from channels.layers import get_channel_layer
 from channels.routing import get_default_application
+
+from .queue import JOBS_CHANNEL
 
 logger = logging.getLogger(__name__)
 
@@ -44,18 +55,20 @@ async def serve(channel: str) -> None:
     layer = get_channel_layer()
     application = get_default_application()
     scope = {"type": "channel", "channel": channel}
+    capacity = layer.get_capacity(channel)
     async with ThreadSensitiveContext():
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(capacity)
         instance = asyncio.ensure_future(application(scope, queue.get, _no_reply))
         try:
             while True:
-                queue.put_nowait(await layer.receive(channel))
+                message = await layer.receive(channel)
                 if instance.done():
                     # A handler raised: runworker would log it and go on; so do we.
                     if not instance.cancelled() and instance.exception():
                         logger.error("worker for %r failed", channel, exc_info=instance.exception())
-                    queue = asyncio.Queue()
+                    queue = asyncio.Queue(capacity)
                     instance = asyncio.ensure_future(application(scope, queue.get, _no_reply))
+                await queue.put(message)
         finally:
             instance.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -68,8 +81,6 @@ def ensure_in_process_worker() -> None:
     task = _running.get(loop)
     if task is not None and not task.done():
         return
-    from .consumers import JOBS_CHANNEL  # the consumers import this module
-
     _running[loop] = loop.create_task(serve(JOBS_CHANNEL), name="jobs in-process worker")
     logger.info("serving channel %r in this process (in-memory channel layer)", JOBS_CHANNEL)
 

@@ -45,3 +45,18 @@ def test_cpythons_cancelled_connection_report_becomes_one_line() -> None:
     ):
         assert KnownCancellationWithoutTraceback().filter(other)
         assert other.exc_info is not None and other.levelname == "ERROR"
+
+
+def test_uvicorns_report_of_a_response_cancelled_when_its_grace_ran_out_becomes_one_line() -> None:
+    cancelled = asyncio.CancelledError("Task cancelled, timeout graceful shutdown exceeded")
+    report = record("uvicorn.error", "Exception in ASGI application\n", cancelled)
+    assert KnownCancellationWithoutTraceback().filter(report)
+    assert report.exc_info is None and report.levelname == "INFO"
+    assert "grace ran out" in report.getMessage()
+    # Any other cancellation, or a real error, in the application keeps its traceback.
+    for other in (
+        record("uvicorn.error", "Exception in ASGI application\n", asyncio.CancelledError()),
+        record("uvicorn.error", "Exception in ASGI application\n", ValueError("bug")),
+    ):
+        assert KnownCancellationWithoutTraceback().filter(other)
+        assert other.exc_info is not None and other.levelname == "ERROR"

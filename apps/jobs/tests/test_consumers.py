@@ -14,6 +14,7 @@ from django.test import override_settings
 from apps.core.tests.contract import communicator
 from apps.jobs import worker
 from apps.jobs.consumers import PrimeCounter, count_primes
+from apps.jobs.queue import close_job_queue, get_job_queue, job_key
 from config.asgi import application
 from tools.servers import free_port
 
@@ -25,6 +26,7 @@ async def _clean_layer() -> AsyncIterator[None]:
     yield
     await worker.stop_in_process_worker()
     await get_channel_layer().flush()
+    await close_job_queue()
 
 
 def test_count_primes_reports_steps_up_to_pi_of_n() -> None:
@@ -37,9 +39,13 @@ def test_count_primes_reports_steps_up_to_pi_of_n() -> None:
 
 
 async def run_job(message: dict) -> list[dict]:
-    """Feed one `job.run` to the worker consumer; collect what it sent to the reply channel."""
+    """
+    Feed one `job.run` to the worker consumer, as a socket would (its entry in the job queue
+    first); collect what the worker sent to the reply channel.
+    """
     layer = get_channel_layer()
     reply_to = await layer.new_channel()
+    assert await get_job_queue().add(job_key(reply_to, message.get("job")))
     app = ApplicationCommunicator(PrimeCounter.as_asgi(), {"type": "channel", "channel": "jobs"})
     await app.send_input({"type": "job.run", "reply_to": reply_to, **message})
     replies = [await layer.receive(reply_to)]
@@ -199,3 +205,49 @@ async def test_an_unreachable_redis_closes_the_jobs_socket_4503() -> None:
             await comm.wait()
         finally:
             channel_layers.backends.clear()
+
+
+# ------------------------------------------------------------------ the queue's bound and leases
+
+
+async def test_the_queue_is_bounded_over_every_socket_and_a_leaving_socket_frees_it(
+    settings,
+) -> None:
+    settings.JOBS_QUEUE_LIMIT = 3
+    first, second = await open_jobs(), await open_jobs()
+    for comm in (first, second):
+        for _ in range(2):
+            await comm.send_json_to({"type": "job", "n": 2_000_000})
+    answers = []
+    for comm in (first, second):
+        for _ in range(2):
+            answer = await comm.receive_json_from()
+            while answer["type"] == "progress":
+                answer = await comm.receive_json_from()
+            answers.append(answer.get("code", answer["type"]))
+    # The two consumers take their messages in turn, in an order of their own.
+    assert sorted(answers) == ["queue_full", "queued", "queued", "queued"]
+    await first.disconnect()  # its jobs leave the queue at once
+    third = await open_jobs()
+    await third.send_json_to({"type": "job", "n": 10})
+    assert (await third.receive_json_from())["type"] == "queued"
+    await second.disconnect()
+    await third.disconnect()
+
+
+async def test_a_job_whose_socket_left_is_cancelled_at_its_next_step(caplog) -> None:
+    leaving = await open_jobs()
+    await leaving.send_json_to({"type": "job", "n": 2_000_000})
+    assert (await leaving.receive_json_from())["type"] == "queued"
+    assert (await leaving.receive_json_from(10))["type"] == "progress"
+    await leaving.disconnect()
+    staying = await open_jobs()
+    await staying.send_json_to({"type": "job", "n": 10})
+    replies = [await staying.receive_json_from(10)]
+    while replies[-1]["type"] != "done":
+        replies.append(await staying.receive_json_from(30))
+    # The worker took the new job only after giving the old one up, long before its end.
+    cancelled = [r.getMessage() for r in caplog.records if "cancelled at" in r.getMessage()]
+    assert len(cancelled) == 1, caplog.text
+    assert int(cancelled[0].split(" at ")[1].split(" of ")[0]) < 2_000_000
+    await staying.disconnect()
