@@ -7,6 +7,7 @@ for a laptop: SQLite, the in-memory channel layer, DEBUG off unless asked for.
 
 import json
 import os
+import socket
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -116,32 +117,51 @@ CHANNEL_LAYER = os.environ.get("CHANNEL_LAYER", "core")
 if CHANNEL_LAYER not in {"core", "pubsub"}:
     raise ImproperlyConfigured(f"CHANNEL_LAYER={CHANNEL_LAYER!r}: use 'core' or 'pubsub'.")
 
-if REDIS_URL:
-    from redis.asyncio.retry import Retry
-    from redis.backoff import ExponentialBackoff
+from redis.asyncio.retry import Retry  # noqa: E402 (the section's own imports)
+from redis.backoff import ExponentialBackoff  # noqa: E402
 
-    # A restarted Redis leaves every pooled connection dead, and redis-py's default is not to
-    # retry: each dead connection failed the next command that met it, and that socket closed
-    # 1011 (apps/auth_ws/tests/test_faults.py). Reconnecting on the spot, a few times, heals it.
-    REDIS_RETRY = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3)
-    # RedisChannelLayer waits for messages with BZPOPMIN for up to 5 s, and redis-py 8's
-    # default socket timeout is 5 s too: on a busy machine the empty reply lands just after
-    # it, and the consumer's receive loop (or a runworker) died of a TimeoutError. Reads get
-    # that wait plus a margin; a dead Redis is still noticed (and the retry above reconnects).
-    REDIS_SOCKET_TIMEOUT = 15.0
+# How every Redis connection of a process is made (the channel layer's and the project's own:
+# apps/core/redis_pools.py), besides REDIS_URL:
+# - A restarted Redis leaves every pooled connection dead, and redis-py's default is not to
+#   retry: each dead connection failed the next command that met it, and that socket closed
+#   1011 (apps/auth_ws/tests/test_faults.py). Reconnecting on the spot, a few times, heals it.
+# - RedisChannelLayer waits for messages with BZPOPMIN for up to 5 s, and redis-py 8's default
+#   socket timeout is 5 s too: on a busy machine the empty reply lands just after it, and the
+#   consumer's receive loop (or a runworker) died of a TimeoutError. Reads get that wait plus a
+#   margin; a dead Redis is still noticed (and the retry above reconnects).
+REDIS_OPTIONS = {
+    "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
+    "socket_timeout": 15.0,
+}
+# Connections per pool: each process has two (the channel layer's, and the one the lobby's
+# history, presence and the journal share), plus the Pub/Sub layer's two if chosen. A command
+# that finds them all busy waits its turn for up to REDIS_POOL_TIMEOUT seconds instead of
+# failing (redis-py's default pool raises at 100): 1,000 sockets leaving at once queue for
+# them (docs/reliability.md, "Storms"). Redis serves one command at a time anyway, so a few
+# connections per process keep it busy; the wait is what protects against a herd.
+REDIS_MAX_CONNECTIONS = int(os.environ.get("REDIS_MAX_CONNECTIONS") or 20)
+REDIS_POOL_TIMEOUT = float(os.environ.get("REDIS_POOL_TIMEOUT") or 20)
+# Each connection says which process (host and pid) and which pool opened it, so Redis's
+# CLIENT LIST shows who holds how many: "<host>-<pid>.layer", "<host>-<pid>.app".
+REDIS_CLIENT_NAME = f"{socket.gethostname()}-{os.getpid()}".replace(" ", "_")
+
+if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
+            # Both are channels-redis's own layers; ours (apps/core/layers.py) only bounds the
+            # core layer's connection pool and makes it wait. The Pub/Sub layer sends every
+            # command of a process through one lock: at most two connections, never a herd.
             "BACKEND": (
                 "channels_redis.pubsub.RedisPubSubChannelLayer"
                 if CHANNEL_LAYER == "pubsub"
-                else "channels_redis.core.RedisChannelLayer"
+                else "apps.core.layers.RedisChannelLayer"
             ),
             "CONFIG": {
                 "hosts": [
                     {
                         "address": REDIS_URL,
-                        "retry": REDIS_RETRY,
-                        "socket_timeout": REDIS_SOCKET_TIMEOUT,
+                        **REDIS_OPTIONS,
+                        "client_name": f"{REDIS_CLIENT_NAME}.layer",
                     }
                 ]
             },
@@ -304,3 +324,6 @@ if env_bool("HTTPS", False):
 # The lobby's chat history (apps/core/lobby.py) keeps this many messages for sockets that
 # resume after a reconnect; the README's lobby section says why 1000. Tests shorten it.
 LOBBY_HISTORY = int(os.environ.get("LOBBY_HISTORY") or 1000)
+# What a fresh lobby client (a socket without `?after=`, a stream without Last-Event-ID) gets
+# before live messages: the newest this many from that history, the same for both kinds.
+LOBBY_RECENT = int(os.environ.get("LOBBY_RECENT") or 50)

@@ -141,15 +141,17 @@ class LobbyConsumer(ChannelLayerOutageMixin, NoDatabaseMixin, AsyncJsonWebsocket
         self.heartbeat = asyncio.create_task(self.beat())
 
     async def resume(self) -> None:
-        """Send what the client missed since `?after=<id>`, announced by a `resume` envelope."""
+        """
+        Send what the client missed since `?after=<id>`, announced by a `resume` envelope; a
+        fresh client (no `after`) gets the lobby's recent messages the same way, `"after":
+        null`, as a fresh lobby stream does (apps/sse).
+        """
         try:
             after = resume_after(self.scope)
         except protocol.BadMessage as bad:
             await self.send_json(bad.envelope)
             return
-        if after is None:
-            return
-        found = await lobby.since(after)
+        found = await (lobby.recent() if after is None else lobby.since(after))
         await self.send_json(
             {
                 "type": "resume",
@@ -163,7 +165,7 @@ class LobbyConsumer(ChannelLayerOutageMixin, NoDatabaseMixin, AsyncJsonWebsocket
             await self.send_chat(message)
         if found.messages:
             self.resumed_to = found.messages[-1]["id"]
-        elif found.complete:
+        elif found.complete and after is not None:
             self.resumed_to = after  # live copies of what the client has seen are dropped
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:

@@ -21,6 +21,8 @@ from typing import Protocol
 from django.conf import settings
 from redis.asyncio import Redis
 
+from apps.core.redis_pools import close_client, get_client
+
 REDIS_KEY = "auth_ws:presence"
 
 
@@ -113,8 +115,9 @@ class RedisPresence:
         return _usernames(await self.client.zrangebyscore(self.key, oldest, "+inf"))
 
 
-# One store per event loop: a Redis client's connections belong to the loop that opened them.
-# A server process has one loop; a test suite has one per test.
+# One store per event loop: a Redis client's connections belong to the loop that opened them
+# (the Redis store uses the loop's shared, bounded client: apps/core/redis_pools.py). A server
+# process has one loop; a test suite has one per test.
 _stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Presence] = (
     weakref.WeakKeyDictionary()
 )
@@ -125,16 +128,12 @@ def get_presence() -> Presence:
     loop = asyncio.get_running_loop()
     store = _stores.get(loop)
     if store is None:
-        if settings.REDIS_URL:
-            store = RedisPresence(Redis.from_url(settings.REDIS_URL, decode_responses=True))
-        else:
-            store = MemoryPresence()
+        store = RedisPresence(get_client()) if settings.REDIS_URL else MemoryPresence()
         _stores[loop] = store
     return store
 
 
 async def close_presence() -> None:
     """Forget the running loop's store, closing its Redis connections (tests call this)."""
-    store = _stores.pop(asyncio.get_running_loop(), None)
-    if isinstance(store, RedisPresence):
-        await store.client.aclose()
+    if isinstance(_stores.pop(asyncio.get_running_loop(), None), RedisPresence):
+        await close_client()

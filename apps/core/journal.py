@@ -9,12 +9,10 @@ page's polls of `/journal/<id>/` find the events whichever server process they l
 a load balancer (`make cluster`), the socket and the poll rarely share a process.
 """
 
-import asyncio
 import json
 import logging
 import re
 import time
-import weakref
 from collections import OrderedDict, deque
 from typing import Any
 from urllib.parse import parse_qs
@@ -22,6 +20,8 @@ from urllib.parse import parse_qs
 from django.conf import settings
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+
+from .redis_pools import close_client, get_client
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +34,6 @@ REDIS_PREFIX = "core:journal:"
 JOURNAL_ID = re.compile(r"[A-Za-z0-9-]{16,64}")
 
 _journals: OrderedDict[str, deque[dict[str, Any]]] = OrderedDict()
-# One client per event loop: a Redis connection belongs to the loop that opened it.
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = weakref.WeakKeyDictionary()
 
 
 def _summary(direction: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -58,14 +56,8 @@ def _summary(direction: str, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _redis() -> Redis | None:
-    """The running loop's Redis client when REDIS_URL is set, else None (process memory)."""
-    if not settings.REDIS_URL:
-        return None
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None:
-        client = _clients[loop] = Redis.from_url(settings.REDIS_URL)
-    return client
+    """The running loop's shared Redis client when REDIS_URL is set, else None (memory)."""
+    return get_client() if settings.REDIS_URL else None
 
 
 async def record(journal_id: str, direction: str, event: dict[str, Any]) -> None:
@@ -102,9 +94,7 @@ async def read(journal_id: str) -> list[dict[str, Any]]:
 
 async def close_journal() -> None:
     """Close the running loop's Redis client, if it has one (tests call this)."""
-    client = _clients.pop(asyncio.get_running_loop(), None)
-    if client is not None:
-        await client.aclose()
+    await close_client()
 
 
 def journal_id(scope: dict[str, Any]) -> str | None:

@@ -7,7 +7,7 @@ Every logged-in socket here carries the session cookie of a real login through t
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -79,10 +79,17 @@ async def connect(client: AsyncClient | None, path: str = LOBBY) -> WebsocketCom
 
 
 async def join(client: AsyncClient, path: str = LOBBY) -> WebsocketCommunicator:
-    """Connect and read the hello, leaving the presence message to the test."""
+    """
+    Connect and read the hello and the fresh socket's `resume` (with the recent chat it
+    announces), leaving the presence message to the test.
+    """
     comm = await connect(client, path)
     hello = await comm.receive_json_from()
     assert hello["type"] == "hello"
+    resume = await comm.receive_json_from()
+    assert (resume["type"], resume["after"]) == ("resume", None), resume
+    for _ in range(resume["missed"]):
+        assert (await comm.receive_json_from())["type"] == "chat"
     return comm
 
 
@@ -129,6 +136,7 @@ async def test_hello_names_the_user_of_the_session(users: None, path: str) -> No
     hello = await comm.receive_json_from()
     assert hello["type"] == "hello"
     assert hello["user"] == "bob"
+    assert (await comm.receive_json_from())["type"] == "resume"
     assert await presence(comm) == ["bob"]
     await comm.disconnect()
 
@@ -292,11 +300,16 @@ async def test_several_tabs_count_once(users: None) -> None:
     await bob.disconnect()
 
 
-async def alice_sees_carol_expire(settings) -> None:
-    """Carol's entry gets no heartbeat: alice's own heartbeat prunes it and tells the lobby."""
-    alice = await join(await log_in("alice"))
+async def alice_sees_carol_expire(add_carol: Callable[[], Awaitable[object]]) -> None:
+    """
+    Carol's entry gets no heartbeat: alice's own heartbeat prunes it and tells the lobby.
+    Alice logs in first: the entry must still be fresh when her socket joins.
+    """
+    client = await log_in("alice")
+    await add_carol()
+    alice = await join(client)
     assert await presence(alice) == ["alice", "carol"]
-    assert await presence(alice, within=2) == ["alice"]
+    assert await presence(alice, within=3 * settings.PRESENCE_TTL) == ["alice"]
     assert await get_presence().online() == ["alice"]
     await alice.disconnect()
 
@@ -304,19 +317,21 @@ async def alice_sees_carol_expire(settings) -> None:
 async def test_entries_of_a_vanished_socket_expire_in_memory(users: None, settings) -> None:
     settings.PRESENCE_TTL = 0.6
     # One process: a socket's entry whose consumer vanished without disconnecting.
-    await get_presence().join("specific.gone!1", "carol")
-    await alice_sees_carol_expire(settings)
+    await alice_sees_carol_expire(lambda: get_presence().join("specific.gone!1", "carol"))
 
 
 async def test_entries_of_a_dead_process_expire_in_redis(
     users: None, settings, redis_presence: Redis
 ) -> None:
     settings.PRESENCE_TTL = 0.6
-    # Another server process's store: it adds carol's socket, then dies without a goodbye.
-    other_process = Redis.from_url(settings.REDIS_URL, decode_responses=True)
-    await RedisPresence(other_process).join("specific.gone!1", "carol")
-    await other_process.aclose()
-    await alice_sees_carol_expire(settings)
+
+    async def from_another_process() -> None:
+        # Another server process's store: it adds carol's socket, then dies without a goodbye.
+        other_process = Redis.from_url(settings.REDIS_URL, decode_responses=True)
+        await RedisPresence(other_process).join("specific.gone!1", "carol")
+        await other_process.aclose()
+
+    await alice_sees_carol_expire(from_another_process)
     assert await redis_presence.zcard("auth_ws:presence") == 0
 
 

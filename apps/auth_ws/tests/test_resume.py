@@ -120,11 +120,33 @@ async def test_resume_sends_what_was_missed_in_order_then_live(users: None, stor
     await again.disconnect()
 
 
-async def test_without_after_there_is_no_resume(users: None, store: str) -> None:
-    await lobby.publish("alice", "old")
+async def test_without_after_the_recent_messages_come_first_then_live(
+    users: None, store: str, settings
+) -> None:
+    settings.LOBBY_RECENT = 3
+    empty = await open_lobby("bob")
+    assert await until_presence(empty) == [
+        {"type": "resume", "after": None, "missed": 0, "complete": True, "oldest": None}
+    ]
+    await empty.disconnect()
+    ids = [(await lobby.publish("alice", f"m{n}"))["id"] for n in range(5)]
     bob = await open_lobby("bob")
-    assert await until_presence(bob) == []
+    resume, *recent = await until_presence(bob)
+    # The newest three of the five, oldest first; two older ones are kept but not sent.
+    assert resume == {"type": "resume", "after": None, "missed": 3, "complete": False,
+                      "oldest": ids[0]}  # fmt: skip
+    assert [(c["type"], c["id"], c["text"]) for c in recent] == [
+        ("chat", ids[n], f"m{n}") for n in (2, 3, 4)
+    ]
+    live = await lobby.publish("alice", "live")
+    assert [c["id"] for c in await chats(bob, 1)] == [live["id"]]
     await bob.disconnect()
+    settings.LOBBY_RECENT = 50  # more than the history holds: all of it, complete
+    carol = await open_lobby("bob")
+    resume, *recent = await until_presence(carol)
+    assert (resume["missed"], resume["complete"]) == (6, True)
+    assert [c["id"] for c in recent] == [*ids, live["id"]]
+    await carol.disconnect()
 
 
 async def test_exactly_once_when_messages_arrive_during_the_resume(
