@@ -11,15 +11,19 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
+import weakref
 from importlib import import_module
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.auth import get_user
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
 from django.conf import settings
 
 from apps.core import lobby, protocol
+from apps.core.coalesce import Coalesced
 from apps.core.consumers import NoDatabaseMixin
 from apps.core.limits import Limiter
 from apps.core.outage import ChannelLayerOutageMixin, is_unreachable
@@ -60,6 +64,26 @@ def _retrieve(task: asyncio.Task) -> None:
     # later as "Task exception was never retrieved", with a traceback.
     if not task.cancelled():
         task.exception()
+
+
+# One notice per process and event loop for any number of presence changes that happen together:
+# every socket that hears it reads the list fresh, so the last notice shows every change before
+# it (apps/core/coalesce.py). A herd of a thousand sockets leaving would otherwise send a
+# thousand notices, each to every socket still in the lobby.
+_notices: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Coalesced[None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def tell_the_lobby() -> None:
+    """Tell every lobby socket, on every process, that presence changed (coalesced)."""
+    loop = asyncio.get_running_loop()
+    notice = _notices.get(loop)
+    if notice is None:
+        notice = _notices[loop] = Coalesced(
+            lambda: get_channel_layer().group_send(LOBBY, {"type": "presence.changed"})
+        )
+    await notice()
 
 
 def user_group(user_id: Any) -> str:
@@ -135,7 +159,7 @@ class LobbyConsumer(ChannelLayerOutageMixin, NoDatabaseMixin, AsyncJsonWebsocket
         # layer until connect() returns, and lobby_chat drops those the history already sent.
         await self.resume()
         if await self.presence.join(self.channel_name, self.username):
-            await self.channel_layer.group_send(LOBBY, {"type": "presence.changed"})
+            await tell_the_lobby()
         else:
             await self.send_presence()  # nobody else needs to hear of another tab
         self.heartbeat = asyncio.create_task(self.beat())
@@ -231,21 +255,30 @@ class LobbyConsumer(ChannelLayerOutageMixin, NoDatabaseMixin, AsyncJsonWebsocket
 
     async def beat(self) -> None:
         """Every third of the TTL: check the session still holds, and refresh presence."""
-        while True:
-            await asyncio.sleep(settings.PRESENCE_TTL / 3)
+        interval = settings.PRESENCE_TTL / 3
+        # The first beat at a random point of the interval: sockets that arrived in a herd
+        # would otherwise beat in a herd, every interval, for as long as they stay.
+        await asyncio.sleep(random.uniform(0, interval))
+        # `joined` is read after every step: leave() cancels this task, but on Python 3.11 a
+        # Redis command can swallow the cancellation (redis-py's asyncio.wait_for around its
+        # socket writes; python/cpython#86296), and a heartbeat that went on beating kept
+        # leave() waiting until daphne killed the consumer, its leave never done.
+        while self.joined:
             try:
                 if not await self.session_holds():
                     await self.end(CLOSE_UNAUTHENTICATED, "session ended")
                     return
                 # Also prunes expired entries: a dead process's users go offline here.
-                if await self.presence.join(self.channel_name, self.username):
-                    await self.channel_layer.group_send(LOBBY, {"type": "presence.changed"})
+                if self.joined and await self.presence.join(self.channel_name, self.username):
+                    await tell_the_lobby()
             except Exception as error:
                 if is_unreachable(error):
                     # No heartbeat can keep this socket in the lobby: close it, 4503.
                     await self.layer_unreachable(error)
                     return
                 logger.exception("lobby heartbeat of %s failed; next beat retries", self.username)
+            if self.joined:
+                await asyncio.sleep(interval)
 
     async def session_holds(self) -> bool:
         """Whether the session still logs in this user (not expired, flushed or re-keyed)."""
@@ -278,7 +311,7 @@ class LobbyConsumer(ChannelLayerOutageMixin, NoDatabaseMixin, AsyncJsonWebsocket
         await self.channel_layer.group_discard(LOBBY, self.channel_name)
         await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
         if await self.presence.leave(self.channel_name, self.username):
-            await self.channel_layer.group_send(LOBBY, {"type": "presence.changed"})
+            await tell_the_lobby()
 
     async def leave_within(self, seconds: float) -> None:
         """Leave, giving up quietly after `seconds` or if Redis is unreachable."""

@@ -25,8 +25,36 @@ from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
 
-class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
-    """Sentinel's pool (it follows the current primary) with the blocking pool's waiting."""
+class WaitingConnectionPool(BlockingConnectionPool):
+    """
+    redis-py's blocking pool, minus a lost wakeup: each returned connection wakes one waiter
+    through an `asyncio.Condition`, and before Python 3.13 a waiter that is cancelled (its
+    socket left, a heartbeat stopped) or times out after being woken drops that wakeup
+    (python/cpython#112202). In a herd of leaving sockets that left connections idle while
+    others waited out the whole pool timeout. A waiter that gives up passes the wakeup on.
+    """
+
+    _passing_on: set[asyncio.Task[None]]
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        """A connection, waiting for one if all are in use (see the class)."""
+        try:
+            return await super().get_connection(*args, **kwargs)
+        except BaseException:
+            # In a task of its own: this one may be cancelled, and must not wait for the lock.
+            passing_on = self.__dict__.setdefault("_passing_on", set())
+            task = asyncio.get_running_loop().create_task(self._wake_one())
+            passing_on.add(task)
+            task.add_done_callback(passing_on.discard)
+            raise
+
+    async def _wake_one(self) -> None:
+        async with self._condition:
+            self._condition.notify()
+
+
+class BlockingSentinelConnectionPool(SentinelConnectionPool, WaitingConnectionPool):
+    """Sentinel's pool (it follows the current primary) with the waiting pool's bound."""
 
 
 def bounded_pool(host: dict[str, Any], max_connections: int, timeout: float) -> ConnectionPool:
@@ -40,13 +68,13 @@ def bounded_pool(host: dict[str, Any], max_connections: int, timeout: float) -> 
     host = dict(host)
     limits = {"max_connections": max_connections, "timeout": timeout}
     if "address" in host:
-        return BlockingConnectionPool.from_url(host.pop("address"), **limits, **host)
+        return WaitingConnectionPool.from_url(host.pop("address"), **limits, **host)
     if "master_name" in host:
         service = host.pop("master_name")
         kwargs = host.pop("sentinel_kwargs", None)
         watchers = Sentinel(host.pop("sentinels"), sentinel_kwargs=kwargs)
         return BlockingSentinelConnectionPool(service, watchers, **limits, **host)
-    return BlockingConnectionPool(**limits, **host)
+    return WaitingConnectionPool(**limits, **host)
 
 
 def connection(role: str) -> dict[str, Any]:

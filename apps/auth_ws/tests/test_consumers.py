@@ -437,3 +437,34 @@ async def test_a_cancelled_consumer_stops_its_heartbeat(users: None, settings) -
         await comm.future
     await asyncio.sleep(0.5)
     assert await get_presence().online() == []  # nothing refreshes alice's entry any more
+
+
+async def test_a_heartbeat_that_swallows_its_cancellation_still_lets_the_socket_leave(
+    users: None, settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    On Python 3.11 a Redis command can swallow the cancellation of the task that awaits it
+    (redis-py wraps socket writes in asyncio.wait_for: python/cpython#86296). A heartbeat
+    caught that way used to beat on, and the socket's leave waited for it forever.
+    """
+    settings.PRESENCE_TTL = 0.15  # a heartbeat every 50 ms
+    refreshing = asyncio.Event()
+    store = get_presence()
+    join_entry = store.join
+
+    async def join_like_redis_on_python_311(channel: str, username: str) -> bool:
+        if not refreshing.is_set():
+            return await join_entry(channel, username)  # the socket's own join, at connect
+        refreshing.clear()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.2)  # the command was answered as the cancellation came
+        return await join_entry(channel, username)
+
+    monkeypatch.setattr(store, "join", join_like_redis_on_python_311)
+    comm = await join(await log_in("alice"))
+    assert await presence(comm) == ["alice"]
+    refreshing.set()
+    while refreshing.is_set():  # until a heartbeat is inside its refresh
+        await asyncio.sleep(0.01)
+    await asyncio.wait_for(comm.disconnect(), 2)
+    assert await store.online() == []
