@@ -449,6 +449,7 @@ async def test_a_heartbeat_that_swallows_its_cancellation_still_lets_the_socket_
     """
     settings.PRESENCE_TTL = 0.15  # a heartbeat every 50 ms
     refreshing = asyncio.Event()
+    inside = asyncio.Event()
     store = get_presence()
     join_entry = store.join
 
@@ -456,6 +457,7 @@ async def test_a_heartbeat_that_swallows_its_cancellation_still_lets_the_socket_
         if not refreshing.is_set():
             return await join_entry(channel, username)  # the socket's own join, at connect
         refreshing.clear()
+        inside.set()
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.sleep(0.2)  # the command was answered as the cancellation came
         return await join_entry(channel, username)
@@ -464,7 +466,6 @@ async def test_a_heartbeat_that_swallows_its_cancellation_still_lets_the_socket_
     comm = await join(await log_in("alice"))
     assert await presence(comm) == ["alice"]
     refreshing.set()
-    while refreshing.is_set():  # until a heartbeat is inside its refresh
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(inside.wait(), 2)  # a heartbeat is inside its refresh
     await asyncio.wait_for(comm.disconnect(), 2)
     assert await store.online() == []
