@@ -9,7 +9,7 @@ SERVER ?= daphne
 BIN := $(VENV)/bin
 # Each server's flags (message caps, pings, timeouts) live in one place, tools/servers.py's
 # SERVER_FLAGS, used by `make run`, the tests, the bench and the conformance run alike; the
-# README's "Limits" and "Which ASGI server?" sections say why each is set.
+# docs/security.md ("Limits") and docs/browser-and-servers.md ("Which ASGI server?") say why.
 # `python -m tools.servers flags daphne` prints daphne's.
 DAPHNE_FLAGS ?= $(shell $(BIN)/python -m tools.servers flags daphne)
 
@@ -54,7 +54,7 @@ run: install
 screenshots: install system-deps
 	$(BIN)/python -m tools.screenshots
 
-# ---------------------------------------------------------------- as deployed (README, "Deploying")
+# ---------------------------------------------------------------- as deployed (docs/deploying.md)
 # nginx on 127.0.0.1:PORT (8080 here, unless PORT is given) in front of WORKERS daphne
 # processes, a Channels worker and a redis-server under supervisord (deploy/), in the
 # foreground: Ctrl-C stops all of it. Run files, logs and the generated SECRET_KEY: .cluster/.

@@ -262,7 +262,7 @@ for _kind, _overrides in json.loads(os.environ.get("WS_LIMITS") or "{}").items()
 # How a sync consumer's `self.send` reaches the event loop (apps/core/consumers.py,
 # QueuedSendMixin): "stock" is Channels' own async_to_sync, which waits for the loop; "queued"
 # hands the message over and returns at once, in order. Queued is faster on a server with CPU to
-# spare and slower on a core other processes crowd: README, "What each choice costs".
+# spare and slower on a core other processes crowd: docs/styles.md, "What each choice costs".
 SYNC_SEND = os.environ.get("SYNC_SEND") or "stock"
 if SYNC_SEND not in {"queued", "stock"}:
     raise ImproperlyConfigured(f"SYNC_SEND={SYNC_SEND!r}: use 'queued' or 'stock'.")
@@ -308,7 +308,7 @@ JOBS_MAX_N = int(os.environ.get("JOBS_MAX_N") or 2_000_000)  # count primes up t
 JOBS_PER_SOCKET = int(os.environ.get("JOBS_PER_SOCKET") or 2)  # unfinished jobs per socket
 
 # ----------------------------------------------------------------------------- HTTPS
-# HTTPS=1 behind a proxy that terminates TLS (README, "Deploying"): cookies only over HTTPS,
+# HTTPS=1 behind a proxy that terminates TLS (docs/deploying.md): cookies only over HTTPS,
 # HTTP redirected, HSTS. The proxy must overwrite X-Forwarded-Proto (deploy/nginx.conf does), or
 # a client could claim HTTPS itself. Off, `manage.py check --deploy` reports exactly these.
 if env_bool("HTTPS", False):
@@ -322,7 +322,8 @@ if env_bool("HTTPS", False):
     SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
 # The lobby's chat history (apps/core/lobby.py) keeps this many messages for sockets that
-# resume after a reconnect; the README's lobby section says why 1000. Tests shorten it.
+# resume after a reconnect; docs/reliability.md ("The lobby resumes") says why 1000. Tests
+# shorten it.
 LOBBY_HISTORY = int(os.environ.get("LOBBY_HISTORY") or 1000)
 # What a fresh lobby client (a socket without `?after=`, a stream without Last-Event-ID) gets
 # before live messages: the newest this many from that history, the same for both kinds.

@@ -21,7 +21,7 @@ from django.contrib.auth import get_user_model
 from playwright.sync_api import BrowserContext, Playwright
 
 from e2e import artifacts
-from e2e.test_auth import PASSWORD
+from e2e.auth import PASSWORD
 from tools.servers import SERVERS, ServerProcess, server_env, start_daphne, start_worker
 from tools.servers import start_server as start_any_server
 

@@ -5,72 +5,22 @@ what an anonymous socket gets (4401 after open; 1006 from the strict endpoint's 
 """
 
 import json
-import re
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
+from e2e import checks
+from e2e.auth import expect_online, log_in, messages, open_lobby
 from e2e.console import Console, Record
 from tools.servers import ServerProcess
 
 # The server processes must see the users this test creates.
 pytestmark = pytest.mark.django_db(transaction=True)
 
-PASSWORD = "a long demo passphrase"
-IS_HELLO = "r.dataType === 'string' && JSON.parse(r.text).type === 'hello'"
-
-
-def log_in(page: Page, username: str, base: str = "") -> Console:
-    """Log in through the login form, land on /auth/, and wait for the lobby's hello."""
-    page.goto(f"{base}/accounts/login/?next=/auth/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page).to_have_url(re.compile(r"/auth/$"))
-    return open_lobby(page)
-
-
-def open_lobby(page: Page, url: str | None = None) -> Console:
-    """The lobby page, once its socket said hello (lobby.js connects by itself)."""
-    if url:
-        page.goto(url)
-    page.wait_for_function("() => (window.socketConsoles || []).length > 0")
-    console = Console(page)
-    console.wait_for("message", where=IS_HELLO)
-    return console
-
-
-def messages(console: Console, type_: str, since: int = 0) -> list[dict]:
-    """The JSON envelopes of one type the page's socket received."""
-    found = [json.loads(r["text"]) for r in console.records("message", since)]
-    return [m for m in found if m["type"] == type_]
-
-
-def online(page: Page) -> list[str]:
-    return page.locator("[data-online] li").evaluate_all(
-        "(items) => items.map(i => i.dataset.user)"
-    )
-
-
-def expect_online(page: Page, users: list[str]) -> None:
-    locator = page.locator("[data-online] li")
-    expect(locator).to_have_count(len(users))
-    assert online(page) == users
-
 
 def test_log_in_through_the_page_then_hello_and_presence(page: Page, users: None) -> None:
-    console = log_in(page, "alice")
-    hello = messages(console, "hello")[0]
-    assert hello["user"] == "alice"
-    expect(page.get_by_role("navigation", name="Main")).to_contain_text("signed in as alice")
-    expect(page.locator("[data-lobby-status]")).to_contain_text("connected as alice")
-    expect_online(page, ["alice"])
-    # The socket opened on the lobby endpoint and was not closed.
-    assert urlsplit(console.ws("url")).path == "/ws/auth/"
-    assert console.ws("readyState") == 1
-    assert console.records("close") == []
+    checks.log_in_through_the_page_then_hello_and_presence(page)
 
 
 def test_two_browsers_chat_and_see_each_other(

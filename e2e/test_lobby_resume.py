@@ -13,8 +13,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
+from e2e.auth import log_in
 from e2e.console import Console
-from e2e.test_auth import log_in
 from tools.servers import ServerProcess, free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -4,7 +4,7 @@ long the shutdown takes, and that the page comes back by itself to the restarted
 the other process's user sees the first one leave at once (not after the presence TTL).
 
 Two servers of this test's own on one redis-server: alice on the one that stops, bob on a daphne
-that stays. The figures are printed (`pytest -s`); the README quotes them.
+that stays. The figures are printed (`pytest -s`); docs/reliability.md quotes them.
 """
 
 import json
@@ -17,7 +17,7 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 
 from e2e import artifacts
-from e2e.test_auth import expect_online, log_in, online
+from e2e.auth import expect_online, log_in, online
 from tools.servers import ServerProcess, free_port, start_uvicorn
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -114,8 +114,8 @@ def test_sigterm_closes_lobby_sockets_so_pages_come_back_and_presence_drops_them
         assert gone < PRESENCE_TTL / 2  # the consumer heard of it and left at once
     elif closed["code"] == 1006:
         # Once in a while daphne's shutdown drops the connection before it cancels the
-        # consumer (README, "Shutting down"): no 4503 can go out, and the presence entry may
-        # outlive the process until it expires (asserted above).
+        # consumer (docs/reliability.md, "Shutting down"): no 4503 can go out, and the presence
+        # entry may outlive the process until it expires (asserted above).
         pass
     else:
         assert closed["code"] == 4503

@@ -11,8 +11,8 @@ import pytest
 from django.contrib.auth import get_user_model
 from playwright.sync_api import BrowserContext, Page
 
-from e2e.test_auth import PASSWORD, log_in
-from e2e.test_sse import connect, wait_for
+from e2e.auth import PASSWORD, log_in
+from e2e.sse import connect, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

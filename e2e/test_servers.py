@@ -3,8 +3,8 @@ Which ASGI server? What the browser sees differently on daphne, uvicorn, hyperco
 
 Every test here runs once per server (`matrix_server`, session-scoped: one process per server
 for the whole run, with `make run`'s flags from tools/servers.py), and compares what Chromium
-observed with one row of `EXPECTED`: the README's server table, cell for cell. A server that
-changes its behaviour fails its cell here.
+observed with one row of `EXPECTED`: docs/browser-and-servers.md's server table, cell for cell.
+A server that changes its behaviour fails its cell here.
 """
 
 import json
@@ -29,7 +29,7 @@ class Race(frozenset):
     """A cell with more than one outcome: which one the browser sees depends on timing."""
 
 
-# row -> server -> what the browser sees. The README's "Which ASGI server?" table.
+# row -> server -> what the browser sees: docs/browser-and-servers.md's "What the browser sees".
 EXPECTED: dict[str, dict[str, Any]] = {
     # (code in the browser's close event, code the consumer got) after a bare close()
     "close()": {

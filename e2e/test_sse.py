@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Page, expect
 
+from e2e.sse import connect, records, wait_for
 from tools.servers import ServerProcess
-
-Record = dict[str, Any]
 
 
 @pytest.fixture(autouse=True)
@@ -37,33 +36,6 @@ def test_page_loads_without_errors_and_shows_the_real_consumers(page: Page) -> N
     expect(page.get_by_label("Source of LobbyStreamConsumer")).to_contain_text("lobby_chat")
     expect(page.locator("[data-stream-state]")).to_have_text("no stream")
     assert errors == []
-
-
-def connect(page: Page, url: str, per_stream: int = 0, with_credentials: bool = False) -> None:
-    """Open /http/ and press Connect with these settings."""
-    page.goto("/http/", wait_until="domcontentloaded")
-    page.wait_for_function("() => window.sseConsole !== undefined")
-    page.get_by_label("Stream", exact=False).and_(page.locator("select")).select_option(url)
-    page.get_by_label("server ends each response after").fill(str(per_stream))
-    page.get_by_label("withCredentials").set_checked(with_credentials)
-    page.get_by_role("button", name="Connect", exact=True).click()
-
-
-def wait_for(page: Page, kind: str, count: int = 1, timeout: float = 5000) -> list[Record]:
-    """Wait until `count` records of `kind` exist; return them all."""
-    handle = page.wait_for_function(
-        """([kind, count]) => {
-            const found = window.sseConsole.records.filter((r) => r.kind === kind);
-            return found.length >= count ? found : null;
-        }""",
-        arg=[kind, count],
-        timeout=timeout,
-    )
-    return handle.json_value()
-
-
-def records(page: Page) -> list[Record]:
-    return page.evaluate("() => window.sseConsole.records")
 
 
 def test_ticks_through_both_handler_styles_and_named_events(page: Page) -> None:

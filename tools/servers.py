@@ -234,7 +234,8 @@ def start_uvicorn(
 #
 # `make run SERVER=...`, the browser suite's server matrix, `make bench` and
 # `make conformance` all start a server through `server_command`, with these flags: the one
-# place that knows them. README's "Which ASGI server?" and "Limits" say why each one is set.
+# place that knows them. docs/browser-and-servers.md ("Which ASGI server?") and docs/security.md
+# ("Limits") say why each one is set.
 # The shared aims, where a server lets us choose:
 # - 512 KiB per message (and per frame): twice the largest WS_LIMITS message (echo, 256 KiB),
 #   so the consumer's own limit is what a visitor meets, and no socket makes the server buffer

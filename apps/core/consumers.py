@@ -19,7 +19,7 @@ send, or the end of the handler, raises instead of the failing send itself. The 
 process. The catch: the handler's thread and the event loop now run at the same time and
 take turns holding the GIL. With a core to spare that is +50-80% round trips; on a core that
 other processes crowd, the loop waits for the GIL behind the busy worker thread and the
-queued style can be several times slower. README, "What each choice costs", has the figures.
+queued style can be several times slower. docs/styles.md, "What each choice costs", has the figures.
 """
 
 import asyncio

@@ -17,8 +17,9 @@ saw an earlier history's ids learns that its resume is not complete instead of s
 new messages whose ids it thinks it has seen.
 
 The history keeps the last `settings.LOBBY_HISTORY` (default HISTORY_SIZE) messages; the
-README says why that many. A client that has seen nothing yet (a fresh socket or stream) gets
-`recent()`: the last `settings.LOBBY_RECENT` (default RECENT_SIZE) of them, whatever the client.
+guide (docs/reliability.md, "The lobby resumes") says why that many. A client that has seen
+nothing yet (a fresh socket or stream) gets `recent()`: the last `settings.LOBBY_RECENT` (default
+RECENT_SIZE) of them, whatever the client.
 
 The group LOBBY_GROUP carries `lobby.chat` messages (the dict `publish` returns) and, from the
 socket lobby, `presence.changed` (no other keys): a consumer in the group that does not show

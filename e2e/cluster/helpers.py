@@ -4,8 +4,8 @@ import json
 
 from playwright.sync_api import BrowserContext, Page
 
+from e2e.auth import PASSWORD
 from e2e.console import Console
-from e2e.test_auth import PASSWORD
 
 ATTEMPTS = 8  # nginx alternates between two processes: one more connect is nearly always enough
 

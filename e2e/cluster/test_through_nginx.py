@@ -1,6 +1,7 @@
 """
-The showcase through nginx, on two daphne processes: the single-process browser tests again
-(imported: the same assertions, against the cluster), then what only a cluster shows.
+The showcase through nginx, on two daphne processes: checks the single-process browser tests
+also run (e2e/checks.py: the same assertions, against the cluster), then what only a cluster
+shows.
 """
 
 import json
@@ -11,25 +12,40 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 from websockets.sync.client import connect as ws_connect
 
+from e2e import checks
+from e2e.checks import JSON, PURE_ECHO, STYLE_PAGES
 from e2e.cluster.conftest import access_log, logged_request
 from e2e.cluster.helpers import connect_on, lobby_on, log_in_over_http
 from e2e.console import Console
-
-# Imported tests run here as they are, through nginx.
-from e2e.test_auth import (  # noqa: F401
-    test_log_in_through_the_page_then_hello_and_presence,
-)
-from e2e.test_endpoints import (  # noqa: F401
-    test_json_envelopes_and_errors,
-    test_pure_echo_round_trips_with_each_binary_type,
-)
-from e2e.test_pages import (  # noqa: F401
-    test_home_lists_every_demo_and_shows_the_asgi_wiring,
-    test_style_page_shows_its_consumers_and_labelled_controls,
-)
 from tools.servers import Cluster
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+# The single-process checks, through nginx (their docstrings in e2e/checks.py say what).
+def test_log_in_through_the_page_then_hello_and_presence(page: Page, users: None) -> None:
+    checks.log_in_through_the_page_then_hello_and_presence(page)
+
+
+@pytest.mark.parametrize(("page_path", "endpoint"), PURE_ECHO)
+def test_pure_echo_round_trips_with_each_binary_type(
+    page: Page, page_path: str, endpoint: str
+) -> None:
+    checks.pure_echo_round_trips_with_each_binary_type(page, page_path, endpoint)
+
+
+@pytest.mark.parametrize(("page_path", "endpoint"), JSON)
+def test_json_envelopes_and_errors(page: Page, page_path: str, endpoint: str) -> None:
+    checks.json_envelopes_and_errors(page, page_path, endpoint)
+
+
+def test_home_lists_every_demo_and_shows_the_asgi_wiring(page: Page) -> None:
+    checks.home_lists_every_demo_and_shows_the_asgi_wiring(page)
+
+
+@pytest.mark.parametrize("path", STYLE_PAGES)
+def test_style_page_shows_its_consumers_and_labelled_controls(page: Page, path: str) -> None:
+    checks.style_page_shows_its_consumers_and_labelled_controls(page, path)
 
 
 def test_pages_come_from_both_processes_and_static_files_from_nginx(

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
-from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
@@ -22,13 +21,20 @@ from django.urls import reverse
 from redis.asyncio import Redis
 
 from apps.auth_ws.presence import RedisPresence, close_presence, get_presence
+from apps.auth_ws.tests.helpers import (
+    LOBBY,
+    PASSWORD,
+    connect,
+    join,
+    log_in,
+    presence,
+    session_cookie,
+)
 from apps.core.tests.contract import communicator, expect_close
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-LOBBY = "/ws/auth/"
 STRICT = "/ws/auth/strict/"
-PASSWORD = "a long demo passphrase"
 
 
 @pytest.fixture(autouse=True)
@@ -56,47 +62,6 @@ async def redis_presence(redis_url: str, settings) -> AsyncIterator[Redis]:
     await client.flushdb()
     yield client
     await client.aclose()
-
-
-async def log_in(username: str) -> AsyncClient:
-    """A client logged in through the login view, as a browser would be."""
-    client = AsyncClient()
-    response = await client.post(reverse("login"), {"username": username, "password": PASSWORD})
-    assert response.status_code == 302, response.content
-    return client
-
-
-def session_cookie(client: AsyncClient) -> bytes:
-    name = settings.SESSION_COOKIE_NAME
-    return f"{name}={client.cookies[name].value}".encode()
-
-
-async def connect(client: AsyncClient | None, path: str = LOBBY) -> WebsocketCommunicator:
-    comm = communicator(path, cookie=session_cookie(client) if client else None)
-    connected, _ = await comm.connect()
-    assert connected
-    return comm
-
-
-async def join(client: AsyncClient, path: str = LOBBY) -> WebsocketCommunicator:
-    """
-    Connect and read the hello and the fresh socket's `resume` (with the recent chat it
-    announces), leaving the presence message to the test.
-    """
-    comm = await connect(client, path)
-    hello = await comm.receive_json_from()
-    assert hello["type"] == "hello"
-    resume = await comm.receive_json_from()
-    assert (resume["type"], resume["after"]) == ("resume", None), resume
-    for _ in range(resume["missed"]):
-        assert (await comm.receive_json_from())["type"] == "chat"
-    return comm
-
-
-async def presence(comm: WebsocketCommunicator, within: float = 1) -> list[str]:
-    reply = await comm.receive_json_from(within)
-    assert reply["type"] == "presence", reply
-    return reply["users"]
 
 
 # ------------------------------------------------------------------ who is on the socket

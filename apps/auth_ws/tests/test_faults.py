@@ -23,7 +23,7 @@ from django.contrib.auth import get_user_model
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from apps.auth_ws.tests.test_multiprocess import PASSWORD, FormClient, logged_in
+from apps.auth_ws.tests.helpers import PASSWORD, FormClient, logged_in
 from tools.servers import ServerProcess, running, server_env, start_daphne, start_redis
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -108,8 +108,8 @@ class LobbyClient:
             received.append(message)
             if message["type"] == "chat":
                 self.last_id = max(self.last_id, message["id"])
-            elif message["type"] == "resume":
-                self.resumes.append(message)
+            elif message["type"] == "resume" and message["after"] is not None:
+                self.resumes.append(message)  # a resume after a reconnect, not a fresh join
 
     async def chat(self, text: str) -> bool:
         """Say something in the lobby; False if the socket was closed."""

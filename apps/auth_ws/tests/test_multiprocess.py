@@ -10,27 +10,23 @@ sending an Origin header as a browser would.
 
 import asyncio
 import json
-import re
 import signal
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager
-from http.cookiejar import CookieJar
+from collections.abc import Iterator
+from contextlib import AsyncExitStack
 from typing import Any
-from urllib.parse import urlencode
-from urllib.request import HTTPCookieProcessor, build_opener
 
 import pytest
 import redis
 from django.contrib.auth import get_user_model
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
+from apps.auth_ws.tests.helpers import PASSWORD, lobby, logged_in
 from tools.servers import ServerProcess, running, server_env, start_daphne
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-PASSWORD = "a long demo passphrase"
 PRESENCE_TTL = 2.0  # seconds: a heartbeat every 0.67 s
 
 
@@ -57,55 +53,6 @@ def servers(
 def users(transactional_db: None) -> None:
     for name in ("xavier", "yvonne"):
         get_user_model().objects.create_user(name, password=PASSWORD)
-
-
-class FormClient:
-    """A cookie jar and urllib: logs in and out through the HTML forms, CSRF token and all."""
-
-    def __init__(self, server: ServerProcess) -> None:
-        self.server = server
-        self.jar = CookieJar()
-        self.opener = build_opener(HTTPCookieProcessor(self.jar))
-
-    def cookie(self, name: str) -> str:
-        return next(c.value for c in self.jar if c.name == name)
-
-    def post(self, path: str, fields: dict[str, str]) -> int:
-        data = urlencode({**fields, "csrfmiddlewaretoken": self.cookie("csrftoken")}).encode()
-        with self.opener.open(self.server.http_url + path, data, timeout=10) as response:
-            return response.status
-
-    def log_in(self, username: str) -> None:
-        with self.opener.open(self.server.http_url + "/accounts/login/", timeout=10) as page:
-            assert re.search(rb'name="csrfmiddlewaretoken"', page.read())
-        assert self.post("/accounts/login/", {"username": username, "password": PASSWORD}) == 200
-        assert self.cookie("sessionid")
-
-    def log_out(self) -> None:
-        assert self.post("/accounts/logout/", {}) == 200
-
-    def cookie_header(self) -> str:
-        return "; ".join(f"{c.name}={c.value}" for c in self.jar)
-
-
-async def logged_in(server: ServerProcess, username: str) -> FormClient:
-    client = FormClient(server)
-    await asyncio.to_thread(client.log_in, username)
-    return client
-
-
-@asynccontextmanager
-async def lobby(
-    server: ServerProcess, client: FormClient, query: str = ""
-) -> AsyncIterator[ClientConnection]:
-    """A lobby socket on this server, with this client's session cookie."""
-    async with connect(
-        server.ws_url + "/ws/auth/" + query,
-        origin=server.http_url,
-        additional_headers={"Cookie": client.cookie_header()},
-        open_timeout=5,
-    ) as ws:
-        yield ws
 
 
 async def receive(ws: ClientConnection, within: float = 5) -> dict[str, Any]:

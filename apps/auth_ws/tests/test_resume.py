@@ -20,7 +20,7 @@ from django.db import connections
 from redis.asyncio import Redis
 
 from apps.auth_ws.presence import close_presence
-from apps.auth_ws.tests.test_consumers import PASSWORD, log_in, session_cookie
+from apps.auth_ws.tests.helpers import PASSWORD, log_in, session_cookie
 from apps.core import lobby
 from apps.core.tests.contract import communicator
 
@@ -256,6 +256,7 @@ async def test_a_server_shutting_down_closes_4503_and_drops_presence_at_once(
     alice = await open_lobby("alice")
     await until_presence(alice)
     bob = await open_lobby("bob")
+    assert (await bob.receive_json_from(2))["type"] == "resume"  # a fresh socket's, empty
     assert (await bob.receive_json_from(2))["users"] == ["alice", "bob"]
     alice.future.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -277,6 +278,7 @@ async def test_a_shutdown_that_catches_a_socket_leaving_still_drops_its_presence
     alice = await open_lobby("alice")
     await until_presence(alice)
     bob = await open_lobby("bob")
+    assert (await bob.receive_json_from(2))["type"] == "resume"  # a fresh socket's, empty
     assert (await bob.receive_json_from(2))["users"] == ["alice", "bob"]
     # Make the leave slow enough to be caught halfway by the cancellation.
     leaving = asyncio.Event()

@@ -24,14 +24,20 @@ from django.urls import reverse
 
 from apps.auth_ws import account_urls
 from apps.auth_ws.presence import close_presence
-from apps.auth_ws.tests.test_consumers import join, log_in, presence, session_cookie
-from apps.auth_ws.tests.test_multiprocess import FormClient, lobby
+from apps.auth_ws.tests.helpers import (
+    PASSWORD,
+    FormClient,
+    join,
+    lobby,
+    log_in,
+    presence,
+    session_cookie,
+)
 from apps.core.tests.contract import communicator, expect_close
 from tools.servers import ServerProcess, running, server_env, start_daphne
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-PASSWORD = "a long demo passphrase"
 WRONG_PASSWORD = "not the passphrase at all"
 LOBBY_PATHS = ["/ws/auth/", "/ws/auth/strict/"]
 

@@ -53,7 +53,7 @@ def test_the_project_async_consumers_use_the_mixin_dispatch(consumer: type) -> N
 
 
 def test_the_async_json_consumer_keeps_the_stock_dispatch() -> None:
-    """It uses the async ORM: the cleanup before each handler is what it needs (README)."""
+    """It uses the async ORM: the cleanup before each handler is what it needs (docs/styles.md)."""
     assert not issubclass(consumers.AsyncJsonConsumer, NoDatabaseMixin)
 
 

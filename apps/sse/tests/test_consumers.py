@@ -328,18 +328,21 @@ async def test_lobby_stream_ignores_other_group_messages(alice: str) -> None:
     await stream.disconnect()
 
 
-@pytest.mark.parametrize("fails", ["group_add", "since"])
+@pytest.mark.parametrize("fails", ["group_add", "history"])
 async def test_unreachable_redis_ends_the_stream_with_a_longer_retry(
     alice: str, fails: str, monkeypatch, caplog
 ) -> None:
     async def down(*args: object) -> None:
         raise RedisConnectionError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
 
-    target = get_channel_layer() if fails == "group_add" else lobby
-    monkeypatch.setattr(target, fails, down)
+    if fails == "group_add":
+        monkeypatch.setattr(get_channel_layer(), "group_add", down)
+    else:  # a fresh stream reads the recent messages, a resuming one what followed its id
+        monkeypatch.setattr(lobby, "recent", down)
+        monkeypatch.setattr(lobby, "since", down)
     stream = Stream(LOBBY, headers=[(b"cookie", alice.encode())])
     assert (await stream.start())["status"] == 200  # EventSource retries only after a 200
-    if fails == "since":
+    if fails == "history":
         await stream.event("hello")  # the stream was open when the history failed
     notice = await stream.event("unavailable")
     assert notice["data"] == {"retry_ms": 10_000}
