@@ -135,12 +135,18 @@ REDIS_OPTIONS = {
 }
 # Connections per pool: each process has two (the channel layer's, and the one the lobby's
 # history, presence and the journal share), plus the Pub/Sub layer's two if chosen. A command
-# that finds them all busy waits its turn for up to REDIS_POOL_TIMEOUT seconds instead of
-# failing (redis-py's default pool raises at 100): 1,000 sockets leaving at once queue for
-# them (docs/reliability.md, "Storms"). Redis serves one command at a time anyway, so a few
-# connections per process keep it busy; the wait is what protects against a herd.
+# that finds them all busy waits its turn instead of failing (redis-py's default pool raises
+# at 100): 1,000 sockets leaving at once queue for them (docs/reliability.md, "Storms"). Redis
+# serves one command at a time anyway, so a few connections per process keep it busy; the
+# wait is what protects against a herd. At least 2: the layer's receive loop holds one.
 REDIS_MAX_CONNECTIONS = int(os.environ.get("REDIS_MAX_CONNECTIONS") or 20)
-REDIS_POOL_TIMEOUT = float(os.environ.get("REDIS_POOL_TIMEOUT") or 20)
+if REDIS_MAX_CONNECTIONS < 2:
+    raise ImproperlyConfigured("REDIS_MAX_CONNECTIONS must be 2 or more.")
+# How long a command may wait for a free connection, in seconds; empty (the default): as long
+# as it takes. Each connection in use is bounded by its own socket timeout, so the wait ends;
+# a timeout here would turn a busy moment into what looks like an outage (the socket closes
+# 4503, and a leave that gave up would leave its channel in the group).
+REDIS_POOL_TIMEOUT = float(os.environ.get("REDIS_POOL_TIMEOUT") or 0) or None
 # Each connection says which process (host and pid) and which pool opened it, so Redis's
 # CLIENT LIST shows who holds how many: "<host>-<pid>.layer", "<host>-<pid>.app".
 REDIS_CLIENT_NAME = f"{socket.gethostname()}-{os.getpid()}".replace(" ", "_")

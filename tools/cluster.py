@@ -57,6 +57,21 @@ def cluster_env(run_dir: Path, **overrides: str) -> dict[str, str]:
     )
 
 
+def listen_queues() -> str:
+    """What the listen queues are, and whether the kernel lets them be that long."""
+    asked, cap = servers.LISTEN_BACKLOG, servers.listen_queue_cap()
+    said = f"Listen queues: nginx and each daphne ask for {asked:,}"
+    if cap is None:
+        return f"{said} (the kernel's cap, net.core.somaxconn, could not be read)."
+    if cap >= asked:
+        return f"{said}; the kernel allows up to {cap:,} (net.core.somaxconn)."
+    return (
+        f"{said}, but the kernel caps them at {cap:,} (net.core.somaxconn): a herd of more "
+        f"reconnecting browsers than that can find them full (a 502). To raise it, as root: "
+        f"sysctl -w net.core.somaxconn={asked} (this command changes nothing by itself)."
+    )
+
+
 def run(args: argparse.Namespace) -> None:
     """Start the cluster and keep it up until Ctrl-C (or SIGTERM); then stop all of it."""
     run_dir = args.run_dir.resolve()
@@ -81,6 +96,7 @@ def run(args: argparse.Namespace) -> None:
         print(f"\nThe showcase: {cluster.http_url}/  (Ctrl-C stops everything)")
         print(f"nginx -> {args.workers} daphne processes; supervisord runs, in {run_dir}:")
         print(cluster.ctl("status"), end="", flush=True)
+        print(listen_queues())
         print("Rolling restart of the daphne processes: make cluster-restart")
         while cluster.supervisor.process.poll() is None and cluster.nginx.process.poll() is None:
             time.sleep(0.5)

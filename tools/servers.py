@@ -576,6 +576,15 @@ class Cluster:
         restart_one_at_a_time(self.run_dir, self.daphnes)
         return {name: self.wait_serving(name, other_than=old[name]) for name in self.daphnes}
 
+    def restart_proxy(self) -> None:
+        """
+        Stop nginx the fast way (SIGTERM: every connection is cut at once, as when the proxy
+        crashes or its host restarts it) and start it again on the same port and files. Not a
+        reload, which lets the old workers keep their sockets until each closes by itself.
+        """
+        self.nginx.stop()
+        self.nginx = start_nginx(self.run_dir / "nginx.conf", self.port, self.run_dir)
+
     def logs(self) -> dict[str, str]:
         """Every log of the cluster (supervisord's, nginx's, each program's), by file name."""
         paths = [self.supervisor.log_path, self.nginx.log_path, self.run_dir / "nginx-access.log"]
@@ -586,6 +595,20 @@ class Cluster:
         """Stop nginx, then supervisord, which stops its programs (and waits for them)."""
         self.nginx.stop()
         self.supervisor.stop(timeout=30)
+
+
+# The listen queue nginx and each daphne ask for (deploy/): a thousand browsers reconnecting at
+# once must wait in it, not be refused. The kernel caps every listen queue at
+# net.core.somaxconn; `listen_queue_cap()` reads it, and `make cluster` says so when it is lower.
+LISTEN_BACKLOG = 4096
+
+
+def listen_queue_cap() -> int | None:
+    """The kernel's cap on listen queues (net.core.somaxconn), or None where it cannot be read."""
+    try:
+        return int(Path("/proc/sys/net/core/somaxconn").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def write_cluster_config(
@@ -613,6 +636,7 @@ def write_cluster_config(
         "ACCESS_LOG": str(run_dir / "nginx-access.log"),
         "STATIC_ROOT": str((static_root or BASE_DIR / "staticfiles").resolve()),
         "UPSTREAM_SERVERS": "\n".join(f"    server unix:{s} max_fails=0;" for s in sockets),
+        "BACKLOG": str(LISTEN_BACKLOG),
     }
     for template in ("supervisord.conf", "nginx.conf", "nginx-site.conf"):
         (run_dir / template).write_text(render(DEPLOY_DIR / template, values))

@@ -151,9 +151,11 @@ class LobbyConsumer(ChannelLayerOutageMixin, NoDatabaseMixin, AsyncJsonWebsocket
         self.limiter = Limiter("lobby")
         self.presence = get_presence()
         await self.send_json({"type": "hello", "user": self.username, "process": os.getpid()})
+        # Joined before the joining is done: a socket that goes (or a server that gives up on
+        # it) halfway through must still leave whatever of the lobby it got into.
+        self.joined = True
         await self.channel_layer.group_add(LOBBY, self.channel_name)
         await self.channel_layer.group_add(user_group(self.user.pk), self.channel_name)
-        self.joined = True
         # In the group before reading the history: a message stored after the read arrives
         # live. Channels dispatches one message at a time, so live ones wait in the channel
         # layer until connect() returns, and lobby_chat drops those the history already sent.

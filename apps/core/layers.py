@@ -32,7 +32,7 @@ class RedisChannelLayer(UpstreamRedisChannelLayer):
     ) -> None:
         super().__init__(*args, **kwargs)
         self.max_connections = max_connections or settings.REDIS_MAX_CONNECTIONS
-        self.pool_timeout = pool_timeout or settings.REDIS_POOL_TIMEOUT
+        self.pool_timeout = settings.REDIS_POOL_TIMEOUT if pool_timeout is None else pool_timeout
 
     def create_pool(self, index: int) -> ConnectionPool:
         """The pool for host `index`: at most `max_connections`, a busy pool makes callers wait."""

@@ -57,13 +57,16 @@ class BlockingSentinelConnectionPool(SentinelConnectionPool, WaitingConnectionPo
     """Sentinel's pool (it follows the current primary) with the waiting pool's bound."""
 
 
-def bounded_pool(host: dict[str, Any], max_connections: int, timeout: float) -> ConnectionPool:
+def bounded_pool(
+    host: dict[str, Any], max_connections: int, timeout: float | None
+) -> ConnectionPool:
     """
     A waiting pool of at most `max_connections` for one channels-redis style `hosts` entry:
     {"address": URL, **connection kwargs}, {"master_name", "sentinels", "sentinel_kwargs",
     **connection kwargs} or plain connection kwargs. A command that finds every connection in
-    use waits up to `timeout` seconds, then fails with ConnectionError("No connection
-    available."), which apps/core/outage.py treats like an unreachable Redis.
+    use waits for one: as long as it takes (None), or up to `timeout` seconds, then fails with
+    ConnectionError("No connection available."), which apps/core/outage.py treats like an
+    unreachable Redis.
     """
     host = dict(host)
     limits = {"max_connections": max_connections, "timeout": timeout}

@@ -298,3 +298,37 @@ async def test_a_shutdown_that_catches_a_socket_leaving_still_drops_its_presence
     presence = await bob.receive_json_from(3)
     assert presence == {"type": "presence", "users": ["bob"]}
     await bob.disconnect()
+
+
+async def lobby_members() -> set[str]:
+    """The lobby group's channels, as the channel layer holds them (memory or Redis)."""
+    layer = get_channel_layer()
+    if hasattr(layer, "groups"):  # InMemoryChannelLayer
+        return set(layer.groups.get(lobby.LOBBY_GROUP, {}))
+    async with Redis.from_url(layer.hosts[0]["address"]) as client:
+        return {m.decode() for m in await client.zrange(layer._group_key(lobby.LOBBY_GROUP), 0, -1)}
+
+
+async def test_a_socket_given_up_on_while_joining_leaves_the_lobby_group(
+    users: None, store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Daphne gives up on a consumer (shutdown, or its close timeout) halfway into the lobby."""
+    layer = get_channel_layer()
+    halfway = asyncio.Event()
+    group_add = layer.group_add
+
+    async def slow_second_add(group: str, channel: str) -> None:
+        await group_add(group, channel)
+        if group != lobby.LOBBY_GROUP:  # in the lobby group already: now the user's group
+            halfway.set()
+            await asyncio.sleep(5)
+
+    monkeypatch.setattr(layer, "group_add", slow_second_add)
+    alice = communicator("/ws/auth/", cookie=session_cookie(await log_in("alice")))
+    assert (await alice.connect())[0]
+    await asyncio.wait_for(halfway.wait(), 2)
+    assert len(await lobby_members()) == 1
+    alice.future.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await alice.future
+    assert await lobby_members() == set()  # not a channel nobody reads, until group_expiry

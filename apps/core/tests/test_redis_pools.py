@@ -100,7 +100,8 @@ def test_the_channel_layer_waits_for_its_bounded_named_connections() -> None:
         check=True,
     )
     found = json.loads(done.stdout.strip().splitlines()[-1])
-    assert (found["class"], found["max"], found["timeout"]) == ("WaitingConnectionPool", 7, 20)
+    # No timeout: a herd waits as long as it takes (settings.py says why).
+    assert (found["class"], found["max"], found["timeout"]) == ("WaitingConnectionPool", 7, None)
     assert found["name"].endswith(".layer")  # "<host>-<pid>.layer": CLIENT LIST tells who
     # Redis reads outlast BZPOPMIN's 5 s wait (settings.py says why).
     assert found["socket_timeout"] >= found["brpop_timeout"] + 5, found
