@@ -299,17 +299,19 @@ class LobbyConsumer(ChannelLayerOutageMixin, NoDatabaseMixin, AsyncJsonWebsocket
         if not self.joined:
             return
         self.joined = False
-        if self.heartbeat is not None and self.heartbeat is not asyncio.current_task():
-            self.heartbeat.cancel()
-            await asyncio.wait({self.heartbeat})  # its last refresh must not follow our removal
-        # A task of its own, shielded: cancelling this consumer (a server shutting down) must
-        # not stop it halfway, with the groups left or the presence entry still there.
-        self.leaving = asyncio.ensure_future(self.forget())
+        # A task of its own, shielded, from stopping the heartbeat to the last Redis call:
+        # cancelling this consumer at any point of it (a server shutting down, or daphne giving
+        # up on a consumer whose leave waits its turn in a herd) must not stop it halfway, with
+        # the socket's channel left in the groups or its presence entry still there.
+        self.leaving = asyncio.ensure_future(self.forget(asyncio.current_task()))
         self.leaving.add_done_callback(_retrieve)
         await asyncio.shield(self.leaving)
 
-    async def forget(self) -> None:
-        """Leave the groups and drop this socket's presence entry, telling the lobby."""
+    async def forget(self, caller: asyncio.Task | None = None) -> None:
+        """Stop the heartbeat, leave the groups, drop the presence entry, tell the lobby."""
+        if self.heartbeat is not None and self.heartbeat is not caller:
+            self.heartbeat.cancel()
+            await asyncio.wait({self.heartbeat})  # its last refresh must not follow our removal
         await self.channel_layer.group_discard(LOBBY, self.channel_name)
         await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
         if await self.presence.leave(self.channel_name, self.username):

@@ -19,7 +19,7 @@ from django.contrib.auth import get_user_model
 from django.db import connections
 from redis.asyncio import Redis
 
-from apps.auth_ws.presence import close_presence
+from apps.auth_ws.presence import close_presence, get_presence
 from apps.auth_ws.tests.helpers import PASSWORD, log_in, session_cookie
 from apps.core import lobby
 from apps.core.tests.contract import communicator
@@ -332,3 +332,40 @@ async def test_a_socket_given_up_on_while_joining_leaves_the_lobby_group(
     with contextlib.suppress(asyncio.CancelledError):
         await alice.future
     assert await lobby_members() == set()  # not a channel nobody reads, until group_expiry
+
+
+async def test_a_socket_given_up_on_while_its_heartbeat_stops_still_leaves(
+    users: None, store: str, settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    The client left while its heartbeat was inside a Redis call that swallowed the
+    cancellation (python/cpython#86296), and daphne gave up on the consumer (its close
+    timeout) before the heartbeat came out: the leave must still happen in full.
+    """
+    settings.PRESENCE_TTL = 0.15  # a heartbeat every 50 ms
+    refreshing, inside = asyncio.Event(), asyncio.Event()
+    presence = get_presence()
+    join_entry = presence.join
+
+    async def join_like_redis_on_python_311(channel: str, username: str) -> bool:
+        if refreshing.is_set():
+            refreshing.clear()
+            inside.set()
+            try:
+                await asyncio.sleep(0.5)
+            except asyncio.CancelledError:
+                await asyncio.sleep(0.5)  # the command's answer comes anyway, the cancel is lost
+        return await join_entry(channel, username)
+
+    monkeypatch.setattr(presence, "join", join_like_redis_on_python_311)
+    alice = await open_lobby("alice")
+    await until_presence(alice)
+    refreshing.set()
+    await asyncio.wait_for(inside.wait(), 2)
+    await alice.send_input({"type": "websocket.disconnect", "code": 1001})
+    await asyncio.sleep(0.05)  # the leave waits for the heartbeat to come out
+    alice.future.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await alice.future
+    assert await lobby_members() == set()
+    assert await presence.online() == []
