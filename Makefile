@@ -14,7 +14,7 @@ BIN := $(VENV)/bin
 DAPHNE_FLAGS ?= $(shell $(BIN)/python -m tools.servers flags daphne)
 
 .PHONY: run test unit e2e lint compat system-deps install clean bench soak \
-	conformance conformance-quick screenshots cluster cluster-restart bench-cluster
+	conformance conformance-quick screenshots cluster cluster-restart bench-cluster storm
 
 # ---------------------------------------------------------------- set-up
 $(BIN)/.installed: requirements/lock.txt pyproject.toml
@@ -78,6 +78,14 @@ bench: install system-deps
 # sockets over both processes (about two minutes); writes its section of docs/benchmarks.md.
 bench-cluster: install system-deps
 	$(BIN)/python -m bench.cluster --daphne-args="$(DAPHNE_FLAGS)" $(BENCH_ARGS)
+
+# 1,000 logged-in lobby sockets (50 users x 20 tabs) through a cluster of its own: every socket
+# reset at once, then nginx restarted under them. All must come back and resume with nothing
+# lost, no 502 and no traceback (bench/storm.py; a few minutes on a quiet machine; it stops by
+# itself). STORM_ARGS="--users 10 --rounds reset" for a small one.
+STORM_ARGS ?=
+storm: install system-deps
+	$(BIN)/python -m bench.storm --daphne-args="$(DAPHNE_FLAGS)" $(STORM_ARGS)
 
 # 1,000 sockets on the six echo endpoints of a daphne started with the flags of `make run`,
 # for SOAK_SECONDS: every message must come back once, in order, and daphne's log stays free of

@@ -170,6 +170,8 @@ class Tab:
     back_at: float | None = None  # the round's: its presence arrived on a new socket
     attempt: int = 0
     presences: int = 0
+    history: list[Any] = field(default_factory=list)  # each socket's query, hello and resume
+    channel: str = ""  # the open socket's channel name, from its hello
 
     def url(self) -> str:
         """The lobby's URL, with `after` once the page has seen the lobby (lobby.js)."""
@@ -213,6 +215,7 @@ class Tab:
             self.storm.refused[type(failed).__name__] += 1
             return 1006
         self.ws = ws
+        self.history.append(self.url().rsplit("/", 1)[-1])  # which `after` it resumed from
         self.ever_open = True
         self.attempt = 0  # the console resets its count on open
         self.opened_at.append(time.monotonic())
@@ -240,8 +243,9 @@ class Tab:
                 self.presences += 1
                 if self.back_at is None and self.opened_at[-1] >= self.storm.round_started:
                     self.back_at = time.monotonic()
-            case "hello":
-                pass
+            case "hello" | "resume":
+                self.channel = message.get("channel", self.channel)
+                self.history.append({k: v for k, v in message.items() if k != "type"})
 
     async def close(self) -> None:
         """Close the socket as a page that goes away does (a close frame)."""
@@ -295,21 +299,28 @@ class Storm:
         return self._ids.setdefault(tab.number, set())
 
     async def chatter(self, browser: Browser) -> None:
-        """Say something every so often over HTTP; keep the ids the server acknowledged."""
-        number = 0
+        """
+        Say something at a steady rate over HTTP, each message a POST of its own (a slow
+        answer does not hold the next one back); keep the ids the server acknowledged.
+        """
+        saying: list[asyncio.Task[None]] = []
         while not self.quiet:
-            number += 1
-            try:
-                status, body = await asyncio.to_thread(
-                    browser.post, "/http/lobby/say/", {"text": f"storm {number}"}
-                )
-            except (OSError, URLError):
-                status, body = 0, b""
-            if status == 201:
-                self.acknowledged.append(json.loads(body)["id"])
-            else:
-                self.unacknowledged += 1
+            saying.append(asyncio.create_task(self.say(browser, len(saying) + 1)))
             await asyncio.sleep(1 / self.args.chat_per_second)
+        await asyncio.gather(*saying)
+
+    async def say(self, browser: Browser, number: int) -> None:
+        """One chat message; its id once the server has answered 201."""
+        try:
+            status, body = await asyncio.to_thread(
+                browser.post, "/http/lobby/say/", {"text": f"storm {number}"}
+            )
+        except (OSError, URLError):
+            status, body = 0, b""
+        if status == 201:
+            self.acknowledged.append(json.loads(body)["id"])
+        else:
+            self.unacknowledged += 1
 
     async def watch_redis(self) -> None:
         """Sample CLIENT LIST every 100 ms: each process names its connections (settings.py)."""
@@ -366,7 +377,7 @@ async def run_rounds(storm: Storm, browsers: list[Browser], chatter: Browser) ->
         if back is None:
             raise StormFailed(f"not every tab opened within {args.deadline} s")
         chatting = asyncio.create_task(storm.chatter(chatter))
-        await asyncio.sleep(2)  # the chatter is talking when the storm comes
+        await asyncio.sleep(1)  # the chatter is talking when the storm comes
         for name in args.rounds.split(","):
             for tab in storm.tabs:
                 tab.back_at = None
@@ -385,7 +396,7 @@ async def run_rounds(storm: Storm, browsers: list[Browser], chatter: Browser) ->
             servers_log(name, figures["rounds"][-1])
             if back is None:
                 raise StormFailed(f"round {name}: not every tab was back within {args.deadline} s")
-            await asyncio.sleep(2)  # chat goes on after the storm too
+            await asyncio.sleep(1)  # chat goes on after the storm too
         storm.quiet = True  # the chatter stops; the tabs stay open
         await chatting
         figures["delivered"] = await storm.delivered(time.monotonic() + args.deadline)
@@ -450,15 +461,15 @@ async def presence_check(storm: Storm) -> dict[str, Any]:
         entries = await client.zrangebyscore(PRESENCE_KEY, fresh, "+inf")
     finally:
         await client.aclose()
-    channels = {entry.split("|", 1)[0] for entry in entries}
+    online = sorted({entry.split("|", 1)[1] for entry in entries})
     wrong = [tab.number for tab in storm.tabs if tab.users != everyone]
     return {
         "users": len(everyone),
         "tabs_seeing_everyone": len(storm.tabs) - len(wrong),
         "who_answered": asker.presences > asked and asker.users == everyone,
+        "online_in_redis": online == everyone,
         "group_members": len(group),
-        "presence_entries": len(entries),
-        "group_is_the_open_sockets": group == channels and len(group) == len(storm.tabs),
+        "group_is_the_open_sockets": group == {tab.channel for tab in storm.tabs},
     }
 
 
@@ -470,24 +481,24 @@ def deployment(args: argparse.Namespace, workdir: Path) -> Iterator[servers.Clus
         SECRET_KEY=secrets.token_urlsafe(50),
         DATABASE_PATH=str(workdir / "db.sqlite3"),
         STATIC_MANIFEST="1",
-        STATIC_ROOT=str(workdir / "static"),
         WS_LIMITS=json.dumps(NO_LIMITS),
         PRESENCE_TTL=str(args.presence_ttl),
         # Logins are not what a storm measures: a fast hash keeps fifty of them short.
         FAST_PASSWORD_HASHER="1",  # noqa: S106 - a flag, not a password
     )
     names = [f"storm{n}" for n in range(args.users)] + ["chatter"]
-    create = (
+    # One process for the database: its tables, then the accounts (one hash for all of them).
+    prepare = (
+        "from django.core.management import call_command;"
+        "call_command('migrate', interactive=False, verbosity=0);"
         "from django.contrib.auth import get_user_model;"
         "from django.contrib.auth.hashers import make_password;"
         f"h = make_password({PASSWORD!r}); U = get_user_model();"
         f"U.objects.bulk_create([U(username=n, password=h) for n in {names!r}])"
     )
-    for command in (
-        ("migrate", "--no-input", "-v", "0"),
-        ("collectstatic", "--no-input", "-v", "0"),
-        ("shell", "-c", create),
-    ):
+    static_root = workdir / "static"
+    env["STATIC_ROOT"] = str(static_root)
+    for command in (("shell", "-c", prepare), ("collectstatic", "--no-input", "-v", "0")):
         subprocess.run(
             [sys.executable, "manage.py", *command], env=env, check=True, cwd=servers.BASE_DIR
         )
@@ -496,7 +507,7 @@ def deployment(args: argparse.Namespace, workdir: Path) -> Iterator[servers.Clus
         run_dir=workdir / "cluster",
         env=env,
         daphne_args=tuple(shlex.split(args.daphne_args)),
-        static_root=workdir / "static",
+        static_root=static_root,
     )
     try:
         yield cluster
@@ -576,7 +587,9 @@ def report(figures: dict[str, Any], args: argparse.Namespace) -> str:
         ),
         f"- chatter: {figures['acknowledged']} messages acknowledged"
         f" ({figures['unacknowledged']} unanswered), every tab has every one once, in order:"
-        f" {figures['intact']}",
+        f" {figures['intact']} (tabs missing some: {figures['tabs_missing_messages']}, e.g."
+        f" {figures['missing_example']}; duplicates {figures['duplicated']}, out of order"
+        f" {figures['reordered']})",
         f"- presence after the TTL: {figures.get('presence')}",
         f"- channels left in the lobby group once every tab closed: {figures.get('left_in_group')}",
         f"- tracebacks in the cluster's logs: {figures['tracebacks']}",
@@ -596,7 +609,11 @@ def verdict(figures: dict[str, Any], tabs: int) -> list[str]:
     if not figures.get("intact"):
         failures.append("messages lost, duplicated or out of order")
     presence = figures.get("presence") or {}
-    if presence.get("tabs_seeing_everyone") != tabs or not presence.get("who_answered"):
+    if (
+        presence.get("tabs_seeing_everyone") != tabs
+        or not presence.get("who_answered")
+        or not presence.get("online_in_redis")
+    ):
         failures.append(f"presence wrong after the TTL: {presence}")
     if not presence.get("group_is_the_open_sockets"):
         failures.append(f"the lobby group in Redis is not the open sockets: {presence}")
@@ -615,7 +632,7 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="daphne processes")
     parser.add_argument("--rounds", default="reset,proxy", help="reset, proxy, in order")
     parser.add_argument("--chat-per-second", type=float, default=2.0)
-    parser.add_argument("--presence-ttl", type=float, default=6.0, help="PRESENCE_TTL, seconds")
+    parser.add_argument("--presence-ttl", type=float, default=10.0, help="PRESENCE_TTL, seconds")
     parser.add_argument("--deadline", type=float, default=120.0, help="seconds per round, at most")
     parser.add_argument("--daphne-args", default="", help="daphne's flags, as one string")
     return parser.parse_args(argv)
@@ -642,7 +659,23 @@ def main(argv: list[str] | None = None) -> int:
             except StormFailed as failed:
                 figures["failed"] = str(failed)
             acknowledged = set(storm.acknowledged)
+            missing = {
+                tab.number: sorted(acknowledged - storm.id_set(tab))
+                for tab in storm.tabs
+                if acknowledged - storm.id_set(tab)
+            }
             figures |= {
+                "tabs_missing_messages": len(missing),
+                "missing_example": {
+                    number: {
+                        "missing": ids,
+                        "ids": storm.tabs[number].ids[-8:],
+                        "sockets": storm.tabs[number].history[-9:],
+                    }
+                    for number, ids in list(missing.items())[:3]
+                },
+                "duplicated": sum(tab.duplicated for tab in storm.tabs),
+                "reordered": sum(tab.reordered for tab in storm.tabs),
                 "acknowledged": len(storm.acknowledged),
                 "unacknowledged": storm.unacknowledged,
                 "intact": bool(figures.get("delivered"))

@@ -150,7 +150,16 @@ class LobbyConsumer(ChannelLayerOutageMixin, NoDatabaseMixin, AsyncJsonWebsocket
         self.username = self.user.get_username()
         self.limiter = Limiter("lobby")
         self.presence = get_presence()
-        await self.send_json({"type": "hello", "user": self.username, "process": os.getpid()})
+        # `channel`: this socket's name in the channel layer, the one its groups hold (a load
+        # test checks the lobby group against the channels of the sockets still open).
+        await self.send_json(
+            {
+                "type": "hello",
+                "user": self.username,
+                "process": os.getpid(),
+                "channel": self.channel_name,
+            }
+        )
         # Joined before the joining is done: a socket that goes (or a server that gives up on
         # it) halfway through must still leave whatever of the lobby it got into.
         self.joined = True

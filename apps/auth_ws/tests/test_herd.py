@@ -27,7 +27,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 SOCKETS = 200
 STAYING = 10
-ARRIVING = 20
+ARRIVING = 5
 POOL = 2  # the channel layer's receive loop holds one connection: one left for the herd
 GROUP_KEY = "asgi:group:lobby"  # channels-redis: a sorted set of channel names per group
 PRESENCE_KEY = "auth_ws:presence"  # apps/auth_ws/presence.py: "channel|username" members

@@ -60,8 +60,12 @@ async def receive(ws: ClientConnection, within: float = 5) -> dict[str, Any]:
 
 
 async def greeting(ws: ClientConnection) -> dict[str, Any]:
-    """A fresh lobby socket's hello, past the `resume` that follows it (nothing said yet)."""
+    """
+    A fresh lobby socket's hello without its channel name (a layer's, checked here), past the
+    `resume` that follows it (nothing said yet).
+    """
     hello = await receive(ws)
+    assert "specific." in hello.pop("channel")  # pub/sub names start "asgispecific."
     assert await receive(ws) == {
         "type": "resume", "after": None, "missed": 0, "complete": True, "oldest": None
     }  # fmt: skip
