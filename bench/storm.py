@@ -37,6 +37,7 @@ import re
 import secrets
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -273,6 +274,7 @@ class Storm:
     round_started: float = 0.0  # a tab is back once a socket opened since then has presence
     acknowledged: list[int] = field(default_factory=list)  # ids the chatter got back
     unacknowledged: int = 0  # says whose answer was lost (the proxy was down): maybe said
+    say_seconds: list[float] = field(default_factory=list)  # each POST's round trip
     attempts: list[float] = field(default_factory=list)  # when each reconnect attempt began
     refused: Counter = field(default_factory=Counter)
     gave_up: list[tuple[int, int | None]] = field(default_factory=list)
@@ -300,14 +302,19 @@ class Storm:
 
     async def chatter(self, browser: Browser) -> None:
         """
-        Say something at a steady rate over HTTP, each message a POST of its own (a slow
-        answer does not hold the next one back); keep the ids the server acknowledged.
+        Say something over HTTP up to `chat_per_second` times a second, one message after the
+        other as a person types: each is published before the next is sent, so every client
+        must see them in order. (Sent together through two processes, two messages may reach
+        a socket out of id order, which the page sorts: docs/reliability.md.)
         """
-        saying: list[asyncio.Task[None]] = []
+        number = 0
         while not self.quiet:
-            saying.append(asyncio.create_task(self.say(browser, len(saying) + 1)))
-            await asyncio.sleep(1 / self.args.chat_per_second)
-        await asyncio.gather(*saying)
+            number += 1
+            started = time.monotonic()
+            await self.say(browser, number)
+            took = time.monotonic() - started
+            self.say_seconds.append(took)
+            await asyncio.sleep(max(0.0, 1 / self.args.chat_per_second - took))
 
     async def say(self, browser: Browser, number: int) -> None:
         """One chat message; its id once the server has answered 201."""
@@ -585,7 +592,8 @@ def report(figures: dict[str, Any], args: argparse.Namespace) -> str:
             f"{process}: " + ", ".join(f"{pool} {n}" for pool, n in sorted(pools.items()))
             for process, pools in sorted(figures["redis_peaks"].items())
         ),
-        f"- chatter: {figures['acknowledged']} messages acknowledged"
+        f"- chatter: {figures['acknowledged']} messages acknowledged (each POST took"
+        f" {describe(figures['say_seconds'])})"
         f" ({figures['unacknowledged']} unanswered), every tab has every one once, in order:"
         f" {figures['intact']} (tabs missing some: {figures['tabs_missing_messages']}, e.g."
         f" {figures['missing_example']}; duplicates {figures['duplicated']}, out of order"
@@ -595,6 +603,13 @@ def report(figures: dict[str, Any], args: argparse.Namespace) -> str:
         f"- tracebacks in the cluster's logs: {figures['tracebacks']}",
     ]
     return "\n".join(lines)
+
+
+def describe(seconds: list[float]) -> str:
+    """Median and longest of some durations, in seconds."""
+    if not seconds:
+        return "nothing"
+    return f"median {statistics.median(seconds):.2f} s, at most {max(seconds):.2f} s"
 
 
 def verdict(figures: dict[str, Any], tabs: int) -> list[str]:
@@ -677,6 +692,7 @@ def main(argv: list[str] | None = None) -> int:
                 "duplicated": sum(tab.duplicated for tab in storm.tabs),
                 "reordered": sum(tab.reordered for tab in storm.tabs),
                 "acknowledged": len(storm.acknowledged),
+                "say_seconds": sorted(round(t, 2) for t in storm.say_seconds),
                 "unacknowledged": storm.unacknowledged,
                 "intact": bool(figures.get("delivered"))
                 and all(
