@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import random
 import re
 import secrets
@@ -88,7 +89,7 @@ class Backoff:
     def delay_ms(self, attempt: int, rand: float) -> int:
         """The wait before attempt `attempt`, for Math.random() returning `rand`."""
         ceiling = self.ceiling_ms(attempt)
-        return round(ceiling / 2 + rand * (ceiling / 2))
+        return math.floor(ceiling / 2 + rand * (ceiling / 2) + 0.5)  # JavaScript's Math.round
 
 
 def console_backoff(source: Path = CONSOLE_JS) -> Backoff:
