@@ -57,9 +57,9 @@ def cluster_env(run_dir: Path, **overrides: str) -> dict[str, str]:
     )
 
 
-def listen_queues() -> str:
-    """What the listen queues are, and whether the kernel lets them be that long."""
-    asked, cap = servers.LISTEN_BACKLOG, servers.listen_queue_cap()
+def listen_queues(cap: int | None = None) -> str:
+    """What the listen queues are, and whether the kernel (`cap`: read it) lets them be so long."""
+    asked, cap = servers.LISTEN_BACKLOG, cap or servers.listen_queue_cap()
     said = f"Listen queues: nginx and each daphne ask for {asked:,}"
     if cap is None:
         return f"{said} (the kernel's cap, net.core.somaxconn, could not be read)."

@@ -12,7 +12,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tools.servers import BASE_DIR, PLACEHOLDER, find_binary, write_cluster_config
+from tools.cluster import listen_queues
+from tools.servers import (
+    BASE_DIR,
+    LISTEN_BACKLOG,
+    PLACEHOLDER,
+    find_binary,
+    write_cluster_config,
+)
 
 # The HTTPS settings, which `HTTPS=1` turns on behind a TLS-terminating proxy.
 HTTPS_WARNINGS = {"security.W004", "security.W008", "security.W012", "security.W016"}
@@ -45,9 +52,12 @@ def test_supervisord_runs_every_program_with_restarts(tmp_path: Path) -> None:
     daphne = config["program:daphne"]
     assert daphne["numprocs"] == "2"
     command = " ".join(daphne["command"].split())
-    assert f"-e unix:{tmp_path}/daphne%(process_num)d.sock:lockfile=1" in command
+    assert f"-e unix:{tmp_path}/daphne%(process_num)d.sock:lockfile=1:backlog=" in command
     assert "--proxy-headers" in command
-    assert command.endswith("--ping-interval 20 config.asgi:application")
+    # make run's flags, then the cluster's own handshake clock (docs/deploying.md).
+    assert command.endswith(
+        "--ping-interval 20 --websocket_connect_timeout 30 config.asgi:application"
+    )
     assert config["program:worker"]["command"].endswith("manage.py runworker jobs")
     for program in ("redis", "daphne", "worker"):
         assert config[f"program:{program}"]["autorestart"] == "true"
@@ -72,3 +82,18 @@ def check_deploy(**env: str) -> set[str]:
 def test_check_deploy_reports_only_https_settings_until_https_is_on() -> None:
     assert check_deploy(STATIC_MANIFEST="1") == HTTPS_WARNINGS
     assert check_deploy(STATIC_MANIFEST="1", HTTPS="1") == set()
+
+
+def test_listen_queues_take_a_herd_and_say_what_the_kernel_allows(tmp_path: Path) -> None:
+    """Twisted's default of 50 (nginx's: 511) turned a herd of reconnecting browsers into 502s."""
+    write_cluster_config(tmp_path, workers=2, port=18080)
+    asked = f"backlog={LISTEN_BACKLOG}"
+    assert f"listen 127.0.0.1:18080 {asked};" in (tmp_path / "nginx-site.conf").read_text()
+    command = configparser.RawConfigParser()
+    command.read(tmp_path / "supervisord.conf")
+    assert f"sock:lockfile=1:{asked}" in command["program:daphne"]["command"]
+    assert LISTEN_BACKLOG >= 1000
+    assert "the kernel allows up to 4,096" in listen_queues(cap=4096)
+    lower = listen_queues(cap=128)
+    assert "caps them at 128" in lower
+    assert f"sysctl -w net.core.somaxconn={LISTEN_BACKLOG}" in lower
