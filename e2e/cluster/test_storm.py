@@ -19,7 +19,7 @@ def test_a_small_storm_comes_back_whole() -> None:
     command = [
         sys.executable, "-m", "bench.storm",
         "--users", "10", "--tabs", "20", "--rounds", "reset",
-        "--presence-ttl", "3", "--deadline", "60",
+        "--presence-ttl", "5", "--deadline", "60",
         "--daphne-args", " ".join(SERVER_FLAGS["daphne"]),
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=BASE_DIR)
