@@ -14,7 +14,8 @@ BIN := $(VENV)/bin
 DAPHNE_FLAGS ?= $(shell $(BIN)/python -m tools.servers flags daphne)
 
 .PHONY: run test unit e2e lint compat system-deps install clean bench soak \
-	conformance conformance-quick screenshots cluster cluster-restart bench-cluster storm
+	conformance conformance-quick screenshots cluster cluster-restart cluster-failover \
+	bench-cluster bench-hosts test-faults storm
 
 # ---------------------------------------------------------------- set-up
 $(BIN)/.installed: requirements/lock.txt pyproject.toml
@@ -25,22 +26,33 @@ $(BIN)/.installed: requirements/lock.txt pyproject.toml
 
 install: $(BIN)/.installed
 
-# Debian's Chromium (Playwright cannot download its own here) and a redis-server the tests
-# start themselves. As root this installs them; otherwise it says what to run.
+# Debian's Chromium (Playwright cannot download its own here), Firefox ESR and WebKitGTK's
+# WebDriver with a virtual display for the browser tests' other engines, and the redis-server,
+# nginx and PostgreSQL that the tests and `make cluster` start themselves (never the system
+# services). As root this installs them; otherwise it says what to run. Without root, a missing
+# Firefox or WebKit is not fatal: their tests skip, naming what to install.
 system-deps:
-	@missing=""; \
+	@missing=""; engines=""; \
 	command -v chromium >/dev/null || [ -x /usr/lib/chromium/chromium ] || missing="$$missing chromium"; \
 	command -v redis-server >/dev/null || [ -x /usr/bin/redis-server ] || missing="$$missing redis-server"; \
 	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	    echo "installing:$$missing"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
-	  else \
-	    echo "missing:$$missing. On Debian/Ubuntu run: sudo apt-get install -y$$missing"; \
-	    echo "Elsewhere install a redis-server, nginx, and Chromium or: $(BIN)/playwright install chromium"; \
-	    exit 1; \
-	  fi; \
+	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  missing="$$missing postgresql"; \
+	command -v ip >/dev/null || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing="$$missing iproute2"; \
+	command -v firefox-esr >/dev/null || command -v firefox >/dev/null || engines="$$engines firefox-esr"; \
+	command -v WebKitWebDriver >/dev/null || engines="$$engines webkit2gtk-driver"; \
+	command -v Xvfb >/dev/null || engines="$$engines xvfb"; \
+	command -v xauth >/dev/null || engines="$$engines xauth"; \
+	if [ -n "$$missing$$engines" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing:$$missing$$engines"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing $$engines; \
+	elif [ -n "$$missing" ]; then \
+	  echo "missing:$$missing. On Debian/Ubuntu run: sudo apt-get install -y$$missing"; \
+	  echo "Elsewhere install a redis-server, nginx, PostgreSQL, and Chromium or: $(BIN)/playwright install chromium"; \
+	  exit 1; \
+	elif [ -n "$$engines" ]; then \
+	  echo "optional:$$engines missing: the browser tests in Firefox and WebKit will skip"; \
+	  echo "(Debian/Ubuntu: sudo apt-get install -y$$engines)"; \
 	fi
 
 # ---------------------------------------------------------------- the showcase
@@ -56,17 +68,28 @@ screenshots: install system-deps
 
 # ---------------------------------------------------------------- as deployed (docs/deploying.md)
 # nginx on 127.0.0.1:PORT (8080 here, unless PORT is given) in front of WORKERS daphne
-# processes, a Channels worker and a redis-server under supervisord (deploy/), in the
-# foreground: Ctrl-C stops all of it. Run files, logs and the generated SECRET_KEY: .cluster/.
+# processes, a Channels worker, PostgreSQL, and Redis as a primary, a replica and three Sentinels
+# under supervisord (deploy/), in the foreground: Ctrl-C stops all of it. Run files, logs, the
+# generated SECRET_KEY and database password, and PostgreSQL's data directory: .cluster/
+# (DATABASE_URL=... uses that database). HOSTS=3 (as root): daphne on hosts "a" and "b",
+# PostgreSQL, Redis and its Sentinels on "c", each host a network namespace of its own;
+# NETEM_DELAY=2ms adds that much latency between hosts, each way.
 WORKERS ?= 2
+HOSTS ?= 1
+NETEM_DELAY ?=
 CLUSTER_PORT = $(if $(filter command line environment,$(origin PORT)),$(PORT),8080)
 cluster: install system-deps
 	$(BIN)/python -m tools.cluster --workers $(WORKERS) --port $(CLUSTER_PORT) \
-	  --daphne-args="$(DAPHNE_FLAGS)"
+	  --hosts $(HOSTS) --delay "$(NETEM_DELAY)" --daphne-args="$(DAPHNE_FLAGS)"
 
 # Restart the running cluster's daphne processes one at a time: browsers reconnect to the others.
 cluster-restart: install
 	$(BIN)/python -m tools.cluster restart
+
+# SIGKILL the running cluster's Redis primary; print it, the replica Sentinel promotes, and the
+# killed server rejoining as a replica once supervisord has restarted it.
+cluster-failover: install
+	$(BIN)/python -m tools.cluster failover
 
 # ---------------------------------------------------------------- load (127.0.0.1 only, bounded)
 # Styles, servers and channel layers side by side, with ceilings: a few minutes, then
@@ -78,6 +101,13 @@ bench: install system-deps
 # sockets over both processes (about two minutes); writes its section of docs/benchmarks.md.
 bench-cluster: install system-deps
 	$(BIN)/python -m bench.cluster --daphne-args="$(DAPHNE_FLAGS)" $(BENCH_ARGS)
+
+# make cluster HOSTS=3's figures for docs/deploying.md (as root, a few minutes): fan-out to 1,000
+# sockets over hosts a and b at 0, 2 and 10 ms between hosts, handshakes through nginx, and 20
+# Redis failovers during chat (messages acknowledged and lost). BENCH_ARGS="--members 100
+# --handshakes 200 --failovers 2 --delays 0,2" for a quick look.
+bench-hosts: install system-deps
+	$(BIN)/python -m bench.hosts $(BENCH_ARGS)
 
 # 1,000 logged-in lobby sockets (50 users x 20 tabs) through a cluster of its own: every socket
 # reset at once, then nginx restarted under them. All must come back and resume with nothing
@@ -147,10 +177,27 @@ unit: install
 	$(BIN)/pytest apps
 
 # A separate pytest run: sync Playwright and pytest-asyncio break each other in one process.
+# E2E_WORKERS processes side by side (pytest-xdist): the tests mostly wait on servers and
+# timers. Firefox's and WebKit's tests run in one of them (one launch each); Chromium's spread
+# over all. Each process has its own servers and its own test database. Where system-deps can
+# install the engines (root with apt-get) or in CI, a missing engine fails the run instead of
+# skipping (SHOWCASE_REQUIRE_ENGINES). E2E_WORKERS=0: one process.
+E2E_WORKERS ?= 3
+REQUIRE_ENGINES ?= $(shell [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && echo 1)
 e2e: install system-deps
-	$(BIN)/pytest e2e
+	SHOWCASE_REQUIRE_ENGINES=$(REQUIRE_ENGINES) $(BIN)/pytest e2e -n $(E2E_WORKERS) --dist loadgroup \
+	  --ignore=e2e/hosts
 
-# The unit tests again on Python 3.12+ (Django 6.x), when such an interpreter exists here.
+# The slow fault scenarios, beside `make test` (CI runs both; docs/testing.md): `make cluster
+# HOSTS=3` itself, started once (network namespaces: as root), the walk across hosts, kill -9 of
+# host b's daphne processes, a Redis failover during chat, and nothing left after its Ctrl-C.
+test-faults: install system-deps
+	$(BIN)/pytest e2e/hosts
+
+# The unit tests again on Python 3.12+ (Django 6.x), when such an interpreter exists here, and
+# on PostgreSQL: a throwaway server on a free port (tools/servers.py with-postgres), stopped and
+# removed afterwards. (`make unit`, on SQLite, runs the tests that depend on the database on a
+# PostgreSQL of its own as well: apps/core/tests/databases.py.)
 compat:
 	@py=""; for candidate in python3.13 python3.12 \
 	    $$(ls -d $$(pyenv root 2>/dev/null)/versions/3.1[23]*/bin/python3 2>/dev/null); do \
@@ -158,8 +205,9 @@ compat:
 	    py=$$(command -v $$candidate); break; fi; \
 	done; \
 	if [ -z "$$py" ]; then echo "compat: no Python 3.12+ here, skipped"; exit 0; fi; \
-	echo "compat: unit tests on $$($$py --version)"; \
-	TEST_DATABASE_PATH=$(CURDIR)/test-db-compat.sqlite3 \
+	echo "compat: unit tests on $$($$py --version), on PostgreSQL"; \
+	$(MAKE) --no-print-directory install PYTHON=$$py VENV=.venv-compat && \
+	  .venv-compat/bin/python -m tools.servers with-postgres -- \
 	  $(MAKE) --no-print-directory unit PYTHON=$$py VENV=.venv-compat
 
 clean:

@@ -58,6 +58,15 @@ QUEUED = {
 }
 APP = "bench.asgi:application"
 SERVER_CORE, CLIENT_CORE = load.cores()
+# The databases of the ORM section's rows: SQLite, and PostgreSQL with Django's default
+# (a connection per handler) and with the settings docs/styles.md advises (DATABASE_URL options).
+# No commas in the names: --orm-databases takes a comma-separated list.
+ORM_DATABASES = {
+    "sqlite": None,
+    "postgresql": {},
+    "postgresql CONN_MAX_AGE 60 + checks": {"conn_max_age": "60", "conn_health_checks": "true"},
+    "postgresql pool + checks": {"pool": "true", "conn_health_checks": "true"},
+}
 
 
 def arguments() -> argparse.Namespace:
@@ -66,6 +75,11 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=50, help="echo concurrency")
     parser.add_argument(
         "--orm-connections", type=int, default=10, help="concurrency of the ORM section's rows"
+    )
+    parser.add_argument(
+        "--orm-databases",
+        default=",".join(ORM_DATABASES),
+        help="the ORM section's databases (comma-separated, of ORM_DATABASES)",
     )
     parser.add_argument("--seconds", type=float, default=2.4, help="measured time per echo row")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved slices per row")
@@ -474,28 +488,48 @@ ORM_ROWS = [
 def orm_section(args: argparse.Namespace) -> list[dict[str, Any]]:
     """
     A note saved (INSERT) and the ten latest read back (SELECT), per round trip, through each
-    style's ways to the ORM, beside the plain JSON echo of the same endpoint, on daphne with a
-    fresh SQLite database of its own (in memory, /dev/shm, where there is one).
+    style's ways to the ORM, beside the plain JSON echo of the same endpoint, on daphne: with a
+    fresh SQLite database of its own (in memory, /dev/shm, where there is one), then on a
+    throwaway PostgreSQL (no fsync either) with each connection setting of ORM_DATABASES.
     """
     rows = []
     # In memory where the OS offers it: on disk, each commit's fsync (about 25 ms on the
     # machine docs/benchmarks.md names) would cap every style alike and hide what they cost.
     shm = "/dev/shm"  # noqa: S108 - TemporaryDirectory makes a private directory in it
     memory = shm if os.path.isdir(shm) else None
-    with tempfile.TemporaryDirectory(prefix="bench-orm-", dir=memory) as scratch:
-        database = os.path.join(scratch, "bench.sqlite3")
-        env = bench_env(DATABASE_PATH=database)
-        subprocess.run(
-            [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"], env=env, check=True
-        )
-        process = start(args, "daphne", env, name="bench-orm")
-        # Fewer sockets than the echo rows: the queries run one at a time in one thread, so
-        # more sockets only lengthen the queue each round trip waits in.
-        orm_args = argparse.Namespace(**{**vars(args), "connections": args.orm_connections})
-        with servers.running(process):
-            for style, path, ways in ORM_ROWS:
-                entries = [(what, style, process.ws_url + path, payload) for what, payload in ways]
-                rows += echo_rows(orm_args, "daphne", entries)
+    wanted = args.orm_databases.split(",")
+    with contextlib.ExitStack() as stack:
+        scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-orm-", dir=memory))
+        postgres = None
+        if any(name != "sqlite" for name in wanted):
+            postgres = servers.start_postgres(name="bench-postgres")
+            stack.callback(postgres.stop)
+            servers.create_database(postgres.url(), "bench")
+        for name in wanted:
+            if name == "sqlite":
+                env = bench_env(DATABASE_PATH=os.path.join(scratch, "bench.sqlite3"))
+            else:
+                env = bench_env(DATABASE_URL=postgres.url("bench", **ORM_DATABASES[name]))
+            rows += orm_rows(args, env, name)
+    return rows
+
+
+def orm_rows(args: argparse.Namespace, env: dict[str, str], database: str) -> list[dict[str, Any]]:
+    """The ORM rows on one database (`env` names it), the database migrated first."""
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--no-input", "-v", "0"], env=env, check=True
+    )
+    process = start(args, "daphne", env, name="bench-orm")
+    # Fewer sockets than the echo rows: the queries run one at a time in one thread, so
+    # more sockets only lengthen the queue each round trip waits in.
+    orm_args = argparse.Namespace(**{**vars(args), "connections": args.orm_connections})
+    rows = []
+    with servers.running(process):
+        for style, path, ways in ORM_ROWS:
+            entries = [(what, style, process.ws_url + path, payload) for what, payload in ways]
+            rows += [
+                {**row, "database": database} for row in echo_rows(orm_args, "daphne", entries)
+            ]
     return rows
 
 
@@ -551,6 +585,7 @@ def main() -> None:
     results["settings"] = {
         "connections": args.connections,
         "orm_connections": args.orm_connections,
+        "orm_databases": args.orm_databases,
         "seconds": args.seconds,
         "repeats": args.repeats,
         "warmup": args.warmup,

@@ -8,11 +8,15 @@ The ASGI application the benchmarks serve: the project as it is, plus bench-only
 - `/bench/<style>/`: minimal Channels consumers, one per style of the project's endpoints;
 - `/bench/nodb/<style>/`: the async ones again with `NoDatabaseMixin` (the optimisation);
 - `/bench/queued/<style>/`: the sync ones again with `QueuedSendMixin` (the sync optimisation);
-- `/bench/fanout/` and `/bench/fanout/nodb/`: lobby-style broadcast through the channel layer.
+- `/bench/fanout/` and `/bench/fanout/nodb/`: lobby-style broadcast through the channel layer;
+- `/bench/db/thread-pool/`, `/bench/db/new-thread/`: the ORM from threads that Channels does
+  not manage (`python -m bench.connections` counts the database connections they leave).
 """
 
+import threading
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from channels.consumer import AsyncConsumer, SyncConsumer
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import (
@@ -22,6 +26,7 @@ from channels.generic.websocket import (
     WebsocketConsumer,
 )
 from channels.routing import URLRouter
+from django.db import DatabaseError
 from django.urls import path
 
 from apps.core.consumers import NoDatabaseMixin, QueuedSendMixin
@@ -180,6 +185,63 @@ class FanoutNoDb(NoDatabaseMixin, Fanout):
     """Fanout without the per-message database cleanup hop."""
 
 
+def count_notes() -> int:
+    """One query, in whatever thread calls it."""
+    from apps.core.models import Note
+
+    return Note.objects.count()
+
+
+def notes_reply(count: int | None, error: BaseException | None) -> dict[str, Any]:
+    """The answer: the count, or the project's `database_error` envelope."""
+    from apps.core.protocol import database_error
+
+    if error is not None:
+        return database_error(error)
+    return {"type": "notes", "count": count}
+
+
+class NotesInThreadPool(AsyncJsonWebsocketConsumer):
+    """
+    A mistake: the ORM through `sync_to_async(thread_sensitive=False)`, i.e. in the event
+    loop's default executor. Each of its threads opens a connection of its own, and nothing
+    closes it: Django and Channels tidy connections only around requests and consumer
+    handlers, in the thread-sensitive thread.
+    """
+
+    async def receive_json(self, content: dict[str, Any], **kwargs: Any) -> None:
+        """Count the notes in an executor thread."""
+        try:
+            count = await sync_to_async(count_notes, thread_sensitive=False)()
+        except DatabaseError as error:
+            await self.send_json(notes_reply(None, error))
+        else:
+            await self.send_json(notes_reply(count, None))
+
+
+class NotesInNewThread(JsonWebsocketConsumer):
+    """
+    A mistake: each message's query in a thread started for it, which ends right after. The
+    connection it opened is never closed by Django; it goes when that thread's objects are
+    collected (with Django's pool, it is never given back).
+    """
+
+    def receive_json(self, content: dict[str, Any], **kwargs: Any) -> None:
+        """Count the notes in a thread of its own."""
+        result: dict[str, Any] = {"count": None, "error": None}
+
+        def work() -> None:
+            try:
+                result["count"] = count_notes()
+            except DatabaseError as error:
+                result["error"] = error
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join()
+        self.send_json(notes_reply(result["count"], result["error"]))
+
+
 bench_routes = URLRouter(
     [
         path("bench/raw-sync/", RawSync.as_asgi()),
@@ -196,6 +258,8 @@ bench_routes = URLRouter(
         path("bench/queued/json-sync/", JsonSyncQueued.as_asgi()),
         path("bench/fanout/", Fanout.as_asgi()),
         path("bench/fanout/nodb/", FanoutNoDb.as_asgi()),
+        path("bench/db/thread-pool/", NotesInThreadPool.as_asgi()),
+        path("bench/db/new-thread/", NotesInNewThread.as_asgi()),
     ]
 )
 

@@ -89,7 +89,7 @@ def deployment(args: argparse.Namespace, workdir: Path) -> Iterator[dict[str, An
         one, two = started
         # "Without nginx": daphne on TCP, as `make run` serves, on the same Redis as `one`.
         lone = servers.start_daphne(
-            {**env, "REDIS_URL": one.redis_url, "STATIC_MANIFEST": "0"},
+            {**env, **one.redis_env(), "STATIC_MANIFEST": "0"},
             extra_args=flags,
             name="bench-lone-daphne",
             app="bench.asgi:application",

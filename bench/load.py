@@ -200,7 +200,8 @@ async def echo_closed_loop(
             await ws.send(payload)
             reply = await ws.recv()
             done = time.perf_counter()
-            if not reply:
+            # An empty reply, or the JSON endpoints' error envelope (e.g. database_error).
+            if not reply or reply.startswith('{"type": "error"'):
                 errors += 1
             if window_start <= sent and done <= window_end:
                 latencies.append(done - sent)
@@ -334,7 +335,7 @@ async def broadcasts_side_by_side(
             result.client_cpu = meter.percent
         # All at once: each close makes a member leave its group over the channel layer, and a
         # thousand leaving together must wait their turn for the process's bounded Redis
-        # connections (apps/core/redis_pools.py), not fail with a traceback each.
+        # connections (apps/core/redis_clients.py), not fail with a traceback each.
         await close_sockets(triggers + [ws for sockets in members for ws in sockets])
         for task in listeners:
             task.cancel()

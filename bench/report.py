@@ -361,27 +361,34 @@ def profile_table(results: dict[str, Any]) -> str:
 def orm_table(results: dict[str, Any]) -> str:
     """A note saved, the latest read back, each way, beside the same endpoint's echo."""
     rows = results["orm"]
-    echo = {r["style"]: r["rate"] for r in rows if r["kind"] == "echo"}
+    # Rows of runs before the PostgreSQL ones have no database: SQLite.
+    echo = {
+        (r.get("database", "sqlite"), r["style"]): r["rate"] for r in rows if r["kind"] == "echo"
+    }
     out = [
         [
+            r.get("database", "sqlite"),
             r["style"],
             r["kind"],
             f"{r['rate']:,.0f}",
             f"{r['p50_ms']:.2f}",
             f"{r['p99_ms']:.2f}",
-            ratio(r["rate"], echo.get(r["style"])),
+            ratio(r["rate"], echo.get((r.get("database", "sqlite"), r["style"]))),
             f"{r['client_cpu']:.0f}%",
             str(r["errors"]),
         ]
         for r in rows
     ]
-    header = ["style", "command · way", "round trips/s", "p50 ms", "p99 ms", "÷ echo",
-              "client CPU", "errors"]  # fmt: skip
+    header = ["database", "style", "command · way", "round trips/s", "p50 ms", "p99 ms",
+              "÷ echo", "client CPU", "errors"]  # fmt: skip
     note = (
         f"{results['settings'].get('orm_connections', '?')} connections, closed loop, like "
-        "the echo rows; daphne, one process, SQLite (a fresh file in /dev/shm: on disk every "
-        "commit waits "
-        "for its fsync, which caps every style alike), CONN_MAX_AGE 0 (Django's default). "
+        "the echo rows; daphne, one process, on SQLite (a fresh file in /dev/shm: on disk every "
+        "commit waits for its fsync, which caps every style alike) and on a throwaway "
+        "PostgreSQL on the same machine (no fsync either), over TCP: with Django's default "
+        "CONN_MAX_AGE 0 (a new connection, and its password exchange, for every message), "
+        "with CONN_MAX_AGE 60 and health checks, and with Django's pool and health checks "
+        '(docs/styles.md, "Database connections"). '
         "`note` saves one row (INSERT), `notes` reads the ten latest with their authors "
         "(SELECT ... JOIN, LIMIT 10); every way runs its queries in asgiref's one "
         "thread-sensitive thread, so they queue behind each other whatever the style. "

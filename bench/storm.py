@@ -332,7 +332,7 @@ class Storm:
 
     async def watch_redis(self) -> None:
         """Sample CLIENT LIST every 100 ms: each process names its connections (settings.py)."""
-        client = redis.asyncio.Redis.from_url(self.cluster.redis_url, client_name="storm-watch")
+        client = await primary(self.cluster, client_name="storm-watch")
         try:
             while not self.over:
                 counts = Counter(c["name"] for c in await client.client_list() if c["name"])
@@ -427,13 +427,20 @@ async def run_rounds(storm: Storm, browsers: list[Browser], chatter: Browser) ->
 
 async def group_left(storm: Storm, deadline: float) -> int:
     """How many channels stay in the lobby group once every tab has closed (0, in time)."""
-    client = redis.asyncio.Redis.from_url(storm.cluster.redis_url)
+    client = await primary(storm.cluster)
     try:
         while (left := await client.zcard(GROUP_KEY)) and time.monotonic() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.1)
     finally:
         await client.aclose()
     return left
+
+
+async def primary(cluster: servers.Cluster, **options: Any) -> redis.asyncio.Redis:
+    """A client of the cluster's Redis primary (the one its Sentinels name; no failover here)."""
+    group = cluster.redis
+    port = await asyncio.to_thread(group.wait_for_primary)
+    return redis.asyncio.Redis(host=group.host, port=port, password=group.password, **options)
 
 
 class StormFailed(Exception):
@@ -462,7 +469,7 @@ async def presence_check(storm: Storm) -> dict[str, Any]:
     deadline = time.monotonic() + 10
     while asker.presences == asked and time.monotonic() < deadline:  # noqa: ASYNC110
         await asyncio.sleep(0.05)
-    client = redis.asyncio.Redis.from_url(storm.cluster.redis_url, decode_responses=True)
+    client = await primary(storm.cluster, decode_responses=True)
     try:
         group = set(await client.zrange(GROUP_KEY, 0, -1))
         fresh = time.time() - storm.args.presence_ttl

@@ -6,11 +6,14 @@ for a laptop: SQLite, the in-memory channel layer, DEBUG off unless asked for.
 """
 
 import json
+import math
 import os
 import socket
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
+
+from config.database import database_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -96,49 +99,51 @@ TEMPLATES = [
 ]
 
 # ----------------------------------------------------------------------------- database
-# The test runner and the browser suite's server process must share one file, so the test
-# database is a file too (an in-memory SQLite DB is invisible to another process).
+# DATABASE_URL names the database (config/database.py: its options for CONN_MAX_AGE,
+# CONN_HEALTH_CHECKS and Django's pool); without it, SQLite in DATABASE_PATH (`make run`).
+# `make cluster` runs its own PostgreSQL and sets DATABASE_URL for every process.
+# The test runner and the browser suite's server processes must share one test database, so
+# for SQLite it is a file too (an in-memory SQLite DB is invisible to another process); for
+# PostgreSQL, TEST_DATABASE_NAME (else Django's test_<NAME>) on the same server.
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
 DATABASE_PATH = Path(os.environ.get("DATABASE_PATH", BASE_DIR / "db.sqlite3"))
 DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": DATABASE_PATH,
-        "TEST": {"NAME": os.environ.get("TEST_DATABASE_PATH", BASE_DIR / "test-db.sqlite3")},
-    }
+    "default": database_settings(
+        DATABASE_URL,
+        sqlite_path=DATABASE_PATH,
+        sqlite_test_path=Path(os.environ.get("TEST_DATABASE_PATH", BASE_DIR / "test-db.sqlite3")),
+        test_name=os.environ.get("TEST_DATABASE_NAME", ""),
+    )
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # ----------------------------------------------------------------------------- channel layer
-# No REDIS_URL: one process, messages in memory (`make run`). With REDIS_URL, channels-redis
-# carries group messages between server processes. CHANNEL_LAYER=pubsub picks the Pub/Sub
-# layer (lower latency, no per-channel queue, so no capacity and no backlog).
+# No Redis: one process, messages in memory (`make run`). With Redis, channels-redis carries
+# group messages between server processes. CHANNEL_LAYER=pubsub picks the Pub/Sub layer (lower
+# latency, no per-channel queue, so no capacity and no backlog).
+# Redis is named in one of two ways (apps/core/redis_clients.py, docs/settings.md): REDIS_URL,
+# one server; or REDIS_SENTINELS ("host:port,host:port,..."), the Redis Sentinels that watch a
+# primary and its replicas, which clients ask for the primary of REDIS_MASTER_NAME at every
+# (re)connect, so a failover reaches them by itself (`make cluster`); REDIS_PASSWORD is the
+# password of that group's servers and Sentinels.
+from apps.core.redis_clients import layer_host, parse_sentinels  # noqa: E402
+
 REDIS_URL = os.environ.get("REDIS_URL", "")
+REDIS_SENTINELS = parse_sentinels(os.environ.get("REDIS_SENTINELS", ""))
+REDIS_MASTER_NAME = os.environ.get("REDIS_MASTER_NAME") or "showcase"
+REDIS_PASSWORD = os.environ.get("REDIS_PASSWORD", "")
+if REDIS_URL and REDIS_SENTINELS:
+    raise ImproperlyConfigured("set REDIS_URL or REDIS_SENTINELS, not both.")
 CHANNEL_LAYER = os.environ.get("CHANNEL_LAYER", "core")
 if CHANNEL_LAYER not in {"core", "pubsub"}:
     raise ImproperlyConfigured(f"CHANNEL_LAYER={CHANNEL_LAYER!r}: use 'core' or 'pubsub'.")
 
-from redis.asyncio.retry import Retry  # noqa: E402 (the section's own imports)
-from redis.backoff import ExponentialBackoff  # noqa: E402
-
-# How every Redis connection of a process is made (the channel layer's and the project's own:
-# apps/core/redis_pools.py), besides REDIS_URL:
-# - A restarted Redis leaves every pooled connection dead, and redis-py's default is not to
-#   retry: each dead connection failed the next command that met it, and that socket closed
-#   1011 (apps/auth_ws/tests/test_faults.py). Reconnecting on the spot, a few times, heals it.
-# - RedisChannelLayer waits for messages with BZPOPMIN for up to 5 s, and redis-py 8's default
-#   socket timeout is 5 s too: on a busy machine the empty reply lands just after it, and the
-#   consumer's receive loop (or a runworker) died of a TimeoutError. Reads get that wait plus a
-#   margin; a dead Redis is still noticed (and the retry above reconnects).
-REDIS_OPTIONS = {
-    "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3),
-    "socket_timeout": 15.0,
-}
 # Connections per pool: each process has two (the channel layer's, and the one the lobby's
 # history, presence and the journal share), plus the Pub/Sub layer's two if chosen. A command
 # that finds them all busy waits its turn instead of failing (redis-py's default pool raises
-# at 100): 1,000 sockets leaving at once queue for them (docs/reliability.md, "Storms"). Redis
-# serves one command at a time anyway, so a few connections per process keep it busy; the
-# wait is what protects against a herd. At least 2: the layer's receive loop holds one.
+# at 100): 1,000 sockets leaving at once queue for them (docs/reliability.md, "Many sockets at
+# once"). Redis serves one command at a time anyway, so a few connections per process keep it
+# busy; the wait is what protects against a herd. At least 2: the layer's receive loop holds one.
 REDIS_MAX_CONNECTIONS = int(os.environ.get("REDIS_MAX_CONNECTIONS") or 20)
 if REDIS_MAX_CONNECTIONS < 2:
     raise ImproperlyConfigured("REDIS_MAX_CONNECTIONS must be 2 or more.")
@@ -151,7 +156,29 @@ REDIS_POOL_TIMEOUT = float(os.environ.get("REDIS_POOL_TIMEOUT") or 0) or None
 # CLIENT LIST shows who holds how many: "<host>-<pid>.layer", "<host>-<pid>.app".
 REDIS_CLIENT_NAME = f"{socket.gethostname()}-{os.getpid()}".replace(" ", "_")
 
-if REDIS_URL:
+if REDIS_URL or REDIS_SENTINELS:
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+
+    # A restarted Redis leaves every pooled connection dead, and redis-py's default is not to
+    # retry: each dead connection failed the next command that met it, and that socket closed
+    # 1011 (apps/auth_ws/tests/test_faults.py). Reconnecting on the spot, a few times, heals it.
+    REDIS_RETRY = Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=3)
+    if REDIS_SENTINELS:
+        # Behind Sentinel, "unreachable" is nearly always a failover under way: the old primary
+        # gone, the replica not promoted yet (about 2-3 s here: docs/deploying.md). Clients
+        # retry for REDIS_FAILOVER_SECONDS, so sockets, the worker and the lobby ride through it
+        # instead of closing 4503 (or, for a consumer without outage handling, failing).
+        REDIS_FAILOVER_SECONDS = float(os.environ.get("REDIS_FAILOVER_SECONDS") or 10)
+        REDIS_RETRY = Retry(
+            ExponentialBackoff(cap=0.5, base=0.05),
+            retries=3 + max(0, math.ceil((REDIS_FAILOVER_SECONDS - 0.35) / 0.5)),
+        )
+    # RedisChannelLayer waits for messages with BZPOPMIN for up to 5 s, and redis-py 8's
+    # default socket timeout is 5 s too: on a busy machine the empty reply lands just after
+    # it, and the consumer's receive loop (or a runworker) died of a TimeoutError. Reads get
+    # that wait plus a margin; a dead Redis is still noticed (and the retry above reconnects).
+    REDIS_SOCKET_TIMEOUT = 15.0
     CHANNEL_LAYERS = {
         "default": {
             # Both are channels-redis's own layers; ours (apps/core/layers.py) only bounds the
@@ -164,11 +191,15 @@ if REDIS_URL:
             ),
             "CONFIG": {
                 "hosts": [
-                    {
-                        "address": REDIS_URL,
-                        **REDIS_OPTIONS,
-                        "client_name": f"{REDIS_CLIENT_NAME}.layer",
-                    }
+                    layer_host(
+                        REDIS_URL,
+                        REDIS_SENTINELS,
+                        REDIS_MASTER_NAME,
+                        REDIS_PASSWORD,
+                        retry=REDIS_RETRY,
+                        socket_timeout=REDIS_SOCKET_TIMEOUT,
+                        client_name=f"{REDIS_CLIENT_NAME}.layer",
+                    )
                 ]
             },
         }
@@ -244,6 +275,10 @@ LOGGING = {
 }
 
 # ----------------------------------------------------------------------------- showcase
+# The name of the host this process runs on, as `info` reports it: the machine's host name,
+# unless the deployment names its hosts itself (`make cluster HOSTS=3` sets "a" and "b").
+SHOWCASE_HOST = os.environ.get("SHOWCASE_HOST") or socket.gethostname()
+
 # The subprotocol every endpoint agrees to when a client offers it (ws.protocol in the browser).
 WS_SUBPROTOCOL = "showcase.v1"
 
@@ -306,10 +341,10 @@ SSE_KEEPALIVE_SECONDS = float(os.environ.get("SSE_KEEPALIVE_SECONDS") or 15)
 # How often a lobby stream re-checks that its session still logs the user in (logout ends it).
 SSE_SESSION_CHECK_SECONDS = float(os.environ.get("SSE_SESSION_CHECK_SECONDS") or 10)
 
-# The background worker (apps/jobs). With the in-memory layer (no REDIS_URL) only this process
+# The background worker (apps/jobs). With the in-memory layer (no Redis) only this process
 # can read the "jobs" channel, so the server runs the worker itself; with Redis, a separate
 # `manage.py runworker jobs` does (JOBS_IN_PROCESS=1 forces the in-process worker anyway).
-JOBS_IN_PROCESS = env_bool("JOBS_IN_PROCESS", not REDIS_URL)
+JOBS_IN_PROCESS = env_bool("JOBS_IN_PROCESS", not (REDIS_URL or REDIS_SENTINELS))
 JOBS_MAX_N = int(os.environ.get("JOBS_MAX_N") or 2_000_000)  # count primes up to this, at most
 JOBS_PER_SOCKET = int(os.environ.get("JOBS_PER_SOCKET") or 2)  # unfinished jobs per socket
 
@@ -331,6 +366,12 @@ if env_bool("HTTPS", False):
 # resume after a reconnect; docs/reliability.md ("The lobby resumes") says why 1000. Tests
 # shorten it.
 LOBBY_HISTORY = int(os.environ.get("LOBBY_HISTORY") or 1000)
+# A chat message counts as stored, and is announced to the lobby, only once LOBBY_REPLICAS
+# Redis replicas have it (Redis's WAIT, for up to LOBBY_REPLICA_WAIT_MS): a failover then loses
+# no message the lobby announced. Unset: 1 behind Sentinel (REDIS_SENTINELS), 0 otherwise. A
+# message no replica confirms in time is withdrawn, and its sender gets `chat_not_saved`.
+LOBBY_REPLICAS = int(os.environ["LOBBY_REPLICAS"]) if os.environ.get("LOBBY_REPLICAS") else None
+LOBBY_REPLICA_WAIT_MS = int(os.environ.get("LOBBY_REPLICA_WAIT_MS") or 1000)
 # What a fresh lobby client (a socket without `?after=`, a stream without Last-Event-ID) gets
 # before live messages: the newest this many from that history, the same for both kinds.
 LOBBY_RECENT = int(os.environ.get("LOBBY_RECENT") or 50)

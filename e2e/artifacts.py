@@ -14,6 +14,7 @@ from pathlib import Path
 
 from playwright.sync_api import BrowserContext, ConsoleMessage, Error, Page
 
+from e2e.engines import EnginePage
 from tools.servers import ARTIFACTS, ServerProcess
 
 # Servers the browser tests started and have not stopped yet (session, pair, per-test ones).
@@ -51,6 +52,7 @@ class FailureArtifacts:
     def __init__(self, nodeid: str) -> None:
         self.folder = ARTIFACTS / "e2e" / _slug(nodeid)
         self.contexts: list[BrowserContext] = []
+        self.engine_pages: list[EnginePage] = []
         self.console: list[str] = []
         # Where each server's log stood when the test began: the rest is this test's part.
         self.log_start = {server.log_path: _log_size(server) for server in LIVE_SERVERS}
@@ -68,6 +70,10 @@ class FailureArtifacts:
         context.on("console", on_console)
         context.on("weberror", lambda error: self.console.append(f"[context {index}] {error}"))
 
+    def watch_engine(self, page: EnginePage) -> None:
+        """Include a page of e2e/engines.py (any engine): its picture, records and errors."""
+        self.engine_pages.append(page)
+
     def see_server(self, server: ServerProcess) -> None:
         """Include a server started during the test."""
         if server not in self.servers:
@@ -82,6 +88,8 @@ class FailureArtifacts:
         for c, context in enumerate(self.contexts):
             for p, page in enumerate(_pages(context)):
                 written += self._save_page(page, f"context{c}-page{p}")
+        for page in self.engine_pages:
+            written += self._save_engine_page(page)
         console = self.folder / "browser-console.log"
         console.write_text("\n".join(self.console) + "\n")
         written.append(console)
@@ -114,6 +122,22 @@ class FailureArtifacts:
             written.append(records)
         except Error as error:
             self.console.append(f"[{name}] no socket console records: {error.message}")
+        return written
+
+    def _save_engine_page(self, page: EnginePage) -> list[Path]:
+        # Anything may fail on a page in a bad state: save what can be saved.
+        written = []
+        name = f"{page.engine}-page"
+        shot = self.folder / f"{name}.png"
+        try:
+            page.screenshot(shot)
+            written.append(shot)
+            records = self.folder / f"{name}-records.json"
+            records.write_text(json.dumps(page.evaluate(RECORDS_JS), indent=1))
+            written.append(records)
+            self.console += [f"[{page.engine}] page error: {e}" for e in page.page_errors()]
+        except Exception as error:  # a page in a bad state: save what can be
+            self.console.append(f"[{name}] not saved: {error}")
         return written
 
 

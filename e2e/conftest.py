@@ -1,7 +1,8 @@
 """
 The browser suite's harness: real daphne processes on the pytest-django test database, a real
-redis-server where the channel layer matters, one Chromium per session, a fresh context per
-test, and artefacts kept for every failure.
+redis-server where the channel layer matters, one browser per engine per session (Chromium
+through Playwright; Firefox and WebKit through e2e/engines.py), a fresh context or a cleared
+page per test, and artefacts kept for every failure.
 
 Run it on its own (`pytest e2e`): sync Playwright and pytest-asyncio break each other in one
 process (playwright-pytest#167).
@@ -22,7 +23,15 @@ from playwright.sync_api import BrowserContext, Playwright
 
 from e2e import artifacts
 from e2e.auth import PASSWORD
-from tools.servers import SERVERS, ServerProcess, server_env, start_daphne, start_worker
+from e2e.engines import ENGINES, LAUNCHERS, EngineMissing, EnginePage, PlaywrightPage
+from tools.servers import (
+    SERVERS,
+    ServerProcess,
+    database_env,
+    server_env,
+    start_daphne,
+    start_worker,
+)
 from tools.servers import start_server as start_any_server
 
 # Sync Playwright keeps an event loop running on this thread, and Django then refuses ORM
@@ -49,17 +58,36 @@ FAILURES_KEY = pytest.StashKey[list[tuple[str, list[Path]]]]()
 # ---------------------------------------------------------------------------- the database
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The mark pytest-xdist groups by, known even where xdist is not installed."""
+    config.addinivalue_line("markers", "xdist_group(name): run these tests in one process")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """
     Every test with a server needs the test database, whether or not it touches it itself:
     pytest-django creates it only for tests that ask. `transaction=True`, because the server
     process commits its own writes (sessions, users), which a flush after each test removes
     and a rollback in this process would not. A test's own django_db marker wins.
+
+    Tests in Firefox or WebKit go to one process (`--dist loadgroup`): each of those browsers
+    then starts once for the run. The other server-matrix tests go to one process too, so the
+    four servers start once more, not once per process; so do the tests through the cluster.
+    The rest spread over every process.
     """
     for item in items:
-        uses_server = "daphne_env" in getattr(item, "fixturenames", ())
+        names = getattr(item, "fixturenames", ())
+        uses_server = "daphne_env" in names
         if uses_server and item.get_closest_marker("django_db") is None:
             item.add_marker(pytest.mark.django_db(transaction=True))
+        callspec = getattr(item, "callspec", None)
+        engine = callspec.params.get("engine_page") if callspec else None
+        if engine in LAUNCHERS or ("engines" in names and engine is None):
+            item.add_marker(pytest.mark.xdist_group("engines"))
+        elif "matrix_server" in names:
+            item.add_marker(pytest.mark.xdist_group("matrix"))
+        elif "cluster" in names:
+            item.add_marker(pytest.mark.xdist_group("cluster"))
 
 
 # ---------------------------------------------------------------------------- the browser
@@ -100,6 +128,95 @@ def browser_type_launch_args(
     return args
 
 
+# ---------------------------------------------------------------------------- other engines
+
+
+def engines_required() -> bool:
+    """
+    Whether a missing engine fails the run instead of skipping its tests: in CI (`CI` set) and
+    under `make test`/`make e2e` (SHOWCASE_REQUIRE_ENGINES=1). A developer without Firefox or
+    WebKit runs `pytest e2e` and sees the skips, each naming what to install.
+    """
+    return os.environ.get("SHOWCASE_REQUIRE_ENGINES") == "1" or bool(os.environ.get("CI"))
+
+
+class Engines:
+    """The session's Firefox and WebKit, each launched on first use and stopped at the end."""
+
+    def __init__(self) -> None:
+        self.launched: dict[str, Any] = {}
+        self.missing: dict[str, str] = {}
+
+    def page(self, engine: str) -> EnginePage:
+        """The engine's one page; skips (or fails, see engines_required) if it is missing."""
+        if engine not in self.launched and engine not in self.missing:
+            try:
+                self.launched[engine] = LAUNCHERS[engine]()
+            except EngineMissing as missing:
+                self.missing[engine] = str(missing)
+        if engine in self.missing:
+            message = f"{engine} is not installed here. {self.missing[engine]}"
+            if engines_required():
+                pytest.fail(message + " (required: CI or SHOWCASE_REQUIRE_ENGINES=1)")
+            pytest.skip(message)
+        return self.launched[engine].page
+
+    def stop(self) -> None:
+        """Stop every browser launched."""
+        for launched in self.launched.values():
+            launched.stop()
+
+
+@pytest.fixture(scope="session")
+def engines() -> Iterator[Engines]:
+    """One browser per engine (besides Playwright's Chromium) for the session."""
+    found = Engines()
+    yield found
+    found.stop()
+
+
+@pytest.fixture
+def open_engine(
+    engines: Engines, base_url: str, request: pytest.FixtureRequest
+) -> Iterator[Callable[[str], EnginePage]]:
+    """
+    `open_engine("firefox")`: a page of that engine in a fresh state (Chromium: a new context;
+    Firefox, WebKit: the session's page, emptied, its cookies deleted), with relative URLs on
+    the session's daphne. Fails the test if a page logged an uncaught error.
+    """
+    opened: list[EnginePage] = []
+    recorder = request.node.stash.setdefault(
+        ARTIFACTS_KEY, artifacts.FailureArtifacts(request.node.nodeid)
+    )
+
+    def open_page(engine: str) -> EnginePage:
+        if engine == "chromium":
+            # Asked for here, not as an argument: a Firefox-only test starts no Chromium.
+            new_context = request.getfixturevalue("new_context")
+            page: EnginePage = PlaywrightPage(new_context().new_page())
+        else:
+            page = engines.page(engine)
+            page.reset()
+            recorder.watch_engine(page)
+        page.base_url = base_url
+        opened.append(page)
+        return page
+
+    yield open_page
+    errors = [f"{page.engine}: {error}" for page in opened for error in page.page_errors()]
+    for page in opened:
+        if page.engine in LAUNCHERS:
+            page.reset()  # its sockets and streams end with the test, as a context's do
+    if errors:
+        pytest.fail("uncaught errors in the page:\n" + "\n".join(errors), pytrace=False)
+
+
+@pytest.fixture(params=ENGINES)
+def engine_page(request: pytest.FixtureRequest, open_engine: Callable[[str], EnginePage]) -> Any:
+    """The test runs once per engine, on a fresh page of it."""
+    return open_engine(request.param)
+
+
 # ---------------------------------------------------------------------------- the servers
 
 
@@ -107,15 +224,15 @@ def browser_type_launch_args(
 def daphne_env(django_db_setup: None) -> dict[str, str]:
     """
     The environment of every server the suite starts: the test database pytest-django has
-    just created (a file: TEST_DATABASE_PATH), the fast password hasher, DEBUG off, and
-    nothing of this process's test-only variables.
+    just created (a SQLite file, TEST_DATABASE_PATH, or a PostgreSQL database), the fast
+    password hasher, DEBUG off, and nothing of this process's test-only variables.
     """
     database = settings.DATABASES["default"]
     if str(database["NAME"]) != str(database["TEST"]["NAME"]):
         # Never let a browser test's server write to the developer's database.
         raise RuntimeError(f"the test database was not set up; NAME is {database['NAME']}")
     return server_env(
-        DATABASE_PATH=str(database["NAME"]),
+        **database_env(database),
         FAST_PASSWORD_HASHER="1",
         DEBUG="0",
         # Server-Sent Events at ten a second, reconnecting after 200 ms: streams in tests
@@ -223,10 +340,22 @@ def start_server(
 
 
 @pytest.fixture
-def users() -> None:
+def database_alias() -> str:
+    """The alias of the database this folder's servers use (e2e/cluster/: PostgreSQL's)."""
+    return "default"
+
+
+@pytest.fixture
+def users(database_alias: str) -> None:
     """alice and bob, with the suite's password, in the test database the servers share."""
     for name in ("alice", "bob"):
-        get_user_model().objects.create_user(name, password=PASSWORD)
+        get_user_model().objects.db_manager(database_alias).create_user(name, password=PASSWORD)
+
+
+@pytest.fixture
+def password() -> str:
+    """The password of the `users` fixture's alice and bob."""
+    return PASSWORD
 
 
 @pytest.fixture
@@ -250,8 +379,9 @@ def new_context(
     new_context: Callable[..., BrowserContext], request: pytest.FixtureRequest
 ) -> Callable[..., BrowserContext]:
     """pytest-playwright's context factory, with every context watched for the artefacts."""
-    recorder = artifacts.FailureArtifacts(request.node.nodeid)
-    request.node.stash[ARTIFACTS_KEY] = recorder
+    recorder = request.node.stash.setdefault(
+        ARTIFACTS_KEY, artifacts.FailureArtifacts(request.node.nodeid)
+    )
 
     def make(**kwargs: Any) -> BrowserContext:
         context = new_context(**kwargs)
@@ -294,12 +424,20 @@ def new_tracebacks(start: dict[Path, int]) -> list[str]:
 LOG_CHECKED: dict[Path, int] = {}
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Fail the session if a server logged a traceback after the last test (e.g. stopping)."""
+@pytest.fixture(scope="session", autouse=True)
+def _no_traceback_after_the_last_test() -> Iterator[None]:
+    """
+    Fail the run if a server logged a traceback after the last test (e.g. while stopping).
+    Set up before, so torn down after, every server fixture; a failure here is reported on the
+    last test, which pytest-xdist passes on (it ignores a worker's own exit status).
+    """
+    yield
     found = new_tracebacks(dict(LOG_CHECKED))
     if found:
-        print("\nA server logged a traceback after the tests:\n\n" + "\n\n".join(found))
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        pytest.fail(
+            "a server logged a traceback after the tests:\n\n" + "\n\n".join(found),
+            pytrace=False,
+        )
 
 
 @pytest.hookimpl(hookwrapper=True)

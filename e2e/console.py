@@ -5,11 +5,16 @@ Tests assert on `window.socketConsoles[i]` (the page's main console is 0; the si
 panes of /sync/ and /async/ are 1 and 2): its `records` (every event and call, with the
 `via` list saying whether the `on<type>` property, addEventListener or both fired), its
 `readyStates` and its live `ws`, rather than on the text the page renders.
+
+A console works on a Playwright page (Chromium, as most of the suite uses it) and on any
+engine's page of e2e/engines.py (Chromium, Firefox, WebKit): the same assertions carry over.
 """
 
 from typing import Any
 
 from playwright.sync_api import Page
+
+from e2e.engines import EnginePage, PlaywrightPage
 
 Record = dict[str, Any]
 
@@ -17,25 +22,42 @@ Record = dict[str, Any]
 class Console:
     """One socket console on a page (`index` in `window.socketConsoles`)."""
 
-    def __init__(self, page: Page, index: int = 0) -> None:
+    def __init__(self, page: Page | EnginePage, index: int = 0) -> None:
         self.page = page
+        # The engine-neutral page everything here goes through.
+        self.driver = page if isinstance(page, EnginePage) else PlaywrightPage(page, watch=False)
         self.index = index
         self.js = f"window.socketConsoles[{index}]"
-        self.root = page.locator("[data-socket-console]").nth(index)
+        self.scope = ("[data-socket-console]", index)
+        # Playwright pages only: a locator of the console, for tests that use Playwright's own.
+        self.root = None if isinstance(page, EnginePage) else page.locator(self.scope[0]).nth(index)
 
     @classmethod
-    def open(cls, page: Page, path: str, index: int = 0) -> "Console":
+    def open(cls, page: Page | EnginePage, path: str, index: int = 0) -> "Console":
         """Load a demo page and wait until its console script has started."""
+        console = cls(page, index)
         # console.js is deferred: it has run by DOMContentLoaded, no need to wait for "load".
-        page.goto(path, wait_until="domcontentloaded")
-        page.wait_for_function("() => (window.socketConsoles || []).length > 0")
-        return cls(page, index)
+        console.driver.goto(path)
+        console.driver.wait_for("() => (window.socketConsoles || []).length > 0")
+        return console
+
+    def click(self, name: str, *, exact: bool = True) -> None:
+        """Click the console's button with this accessible name."""
+        self.driver.click("button", name, exact=exact, scope=self.scope)
+
+    def fill(self, label: str, value: str) -> None:
+        """Type into the console's field with this label."""
+        self.driver.fill(label, value, scope=self.scope)
+
+    def select(self, label: str, value: str) -> None:
+        """Choose an option of the console's <select> with this label."""
+        self.driver.select(label, value, scope=self.scope)
 
     # ------------------------------------------------------------------ talking to the page
 
     def run(self, source: str, arg: Any = None) -> Any:
         """Run the JavaScript function `source`, `(c, arg) => ...`, on the console."""
-        return self.page.evaluate(f"(arg) => ({source})({self.js}, arg)", arg)
+        return self.driver.evaluate(f"(arg) => ({source})({self.js}, arg)", arg)
 
     def records(self, kind: str | None = None, since: int = 0) -> list[Record]:
         """The console's records (of one kind), from index `since` on."""
@@ -60,8 +82,7 @@ class Console:
             "  return found.length >= count ? found : null;"
             "}"
         )
-        handle = self.page.wait_for_function(source, arg=[kind, since, count], timeout=timeout)
-        return handle.json_value()
+        return self.driver.wait_for(source, [kind, since, count], timeout=timeout)
 
     def ws(self, attribute: str) -> Any:
         """An attribute of the console's current WebSocket (readyState, protocol, ...)."""
@@ -89,7 +110,7 @@ class Console:
         The controls are set in one step (a round trip each would add up over the suite);
         the page's smoke tests find them by their labels, and Connect is a real click.
         """
-        self.page.evaluate(
+        self.driver.evaluate(
             """([index, endpoint, subprotocol, journal, reconnect, binaryType]) => {
                 const root = window.socketConsoles[index].root;
                 const set = (name, prop, value) => {
@@ -107,7 +128,7 @@ class Console:
             [self.index, endpoint, subprotocol, journal, reconnect, binary_type],
         )
         since = self.mark()
-        self.root.get_by_role("button", name="Connect", exact=True).click()
+        self.click("Connect")
         if wait is None:
             return None
         return self.wait_for(wait, since)[0]
@@ -144,15 +165,14 @@ class Console:
         The server-side ASGI events of the current socket (connected with `journal=True`),
         once `event_type` is among them, read from the same feed the journal panel shows.
         """
-        handle = self.page.wait_for_function(
+        return self.driver.wait_for(
             """async ([index, type]) => {
                 const id = window.socketConsoles[index].journalId;
                 const response = await fetch(`/journal/${id}/`);
                 const { events } = await response.json();
                 return events.some((e) => e.type === type) ? events : null;
             }""",
-            arg=[self.index, event_type],
-            polling=50,
+            [self.index, event_type],
             timeout=timeout,
+            interval=50,
         )
-        return handle.json_value()

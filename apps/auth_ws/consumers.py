@@ -227,7 +227,12 @@ class LobbyConsumer(ChannelLayerOutageMixin, NoDatabaseMixin, AsyncJsonWebsocket
                         "text_too_long", f"chat text is limited to {MAX_CHAT_CHARS} characters"
                     )
                 # The sender is whoever the session says; a "user" field in content is ignored.
-                await lobby.publish(self.username, text)
+                try:
+                    await lobby.publish(self.username, text)
+                except lobby.NotSaved as error:
+                    # Not announced: the sender's own `chat` envelope never comes (docs/
+                    # reliability.md, "Redis failover").
+                    raise protocol.BadMessage(error.code, str(error)) from None
             case "who":
                 await self.send_presence()
             case "info":

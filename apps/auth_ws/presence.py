@@ -6,7 +6,7 @@ while at least one of their entries is fresh, so several tabs count once, and an
 heartbeats stop (its server process died without a goodbye) expires after
 `settings.PRESENCE_TTL` seconds instead of keeping its user online forever.
 
-With `REDIS_URL` the entries live in one Redis sorted set shared by every server process
+With Redis the entries live in one Redis sorted set shared by every server process
 (member "channel|username", score the heartbeat's time), with a hash beside it counting each
 user's entries; without it, in this process's memory.
 Every change returns whether the set of online users changed, so the caller tells the lobby
@@ -22,8 +22,8 @@ from typing import Protocol
 from django.conf import settings
 from redis.asyncio import Redis
 
+from apps.core import redis_clients
 from apps.core.coalesce import Coalesced
-from apps.core.redis_pools import close_client, get_client
 
 REDIS_KEY = "auth_ws:presence"
 
@@ -154,7 +154,7 @@ class RedisPresence:
 
 
 # One store per event loop: a Redis client's connections belong to the loop that opened them
-# (the Redis store uses the loop's shared, bounded client: apps/core/redis_pools.py). A server
+# (the Redis store uses the loop's shared, bounded client: apps/core/redis_clients.py). A server
 # process has one loop; a test suite has one per test.
 _stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Presence] = (
     weakref.WeakKeyDictionary()
@@ -162,11 +162,14 @@ _stores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Presence] = (
 
 
 def get_presence() -> Presence:
-    """The presence store for the running event loop: Redis if REDIS_URL is set, else memory."""
+    """The presence store for the running event loop: Redis if it is configured, else memory."""
     loop = asyncio.get_running_loop()
     store = _stores.get(loop)
     if store is None:
-        store = RedisPresence(get_client()) if settings.REDIS_URL else MemoryPresence()
+        if redis_clients.configured():
+            store = RedisPresence(redis_clients.shared())
+        else:
+            store = MemoryPresence()
         _stores[loop] = store
     return store
 
@@ -174,4 +177,4 @@ def get_presence() -> Presence:
 async def close_presence() -> None:
     """Forget the running loop's store, closing its Redis connections (tests call this)."""
     if isinstance(_stores.pop(asyncio.get_running_loop(), None), RedisPresence):
-        await close_client()
+        await redis_clients.close_shared()

@@ -3,7 +3,7 @@ The event journal: the ASGI events a connection exchanged with its consumer, as 
 saw them, kept for the page to show beside the browser's own log.
 
 A connection opts in with `?journal=<id>` (a random id the page makes); others pay one
-query-string check at connect and nothing per message. Without `REDIS_URL` the journal lives
+query-string check at connect and nothing per message. Without Redis the journal lives
 in this process's memory. With it, in Redis (a capped list per id, expiring when idle), so the
 page's polls of `/journal/<id>/` find the events whichever server process they land on: behind
 a load balancer (`make cluster`), the socket and the poll rarely share a process.
@@ -21,7 +21,7 @@ from django.conf import settings
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from .redis_pools import close_client, get_client
+from . import redis_clients
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +56,8 @@ def _summary(direction: str, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _redis() -> Redis | None:
-    """The running loop's shared Redis client when REDIS_URL is set, else None (memory)."""
-    return get_client() if settings.REDIS_URL else None
+    """The running loop's shared Redis client when Redis is configured, else None (memory)."""
+    return redis_clients.shared() if redis_clients.configured() else None
 
 
 async def record(journal_id: str, direction: str, event: dict[str, Any]) -> None:
@@ -94,7 +94,7 @@ async def read(journal_id: str) -> list[dict[str, Any]]:
 
 async def close_journal() -> None:
     """Close the running loop's Redis client, if it has one (tests call this)."""
-    await close_client()
+    await redis_clients.close_shared()
 
 
 def journal_id(scope: dict[str, Any]) -> str | None:

@@ -7,7 +7,7 @@ another pool class. Every `group_add`, `group_discard` and `group_send` borrows 
 one command, so a thousand sockets leaving at once borrowed a thousand: past the hundredth the
 leave failed, the channel stayed in its group until `group_expiry`, and the server logged a
 traceback per socket. This subclass builds the same pool as a waiting one
-(apps/core/redis_pools.py): the herd queues for `settings.REDIS_MAX_CONNECTIONS` connections.
+(apps/core/redis_clients.py): the herd queues for `settings.REDIS_MAX_CONNECTIONS` connections.
 Nothing else differs from the upstream layer.
 """
 
@@ -17,7 +17,7 @@ from channels_redis.core import RedisChannelLayer as UpstreamRedisChannelLayer
 from django.conf import settings
 from redis.asyncio import ConnectionPool
 
-from .redis_pools import bounded_pool
+from .redis_clients import bounded_pool
 
 
 class RedisChannelLayer(UpstreamRedisChannelLayer):

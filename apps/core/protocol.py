@@ -15,6 +15,9 @@ import time
 from typing import Any
 
 from django.conf import settings
+from django.db import connections, router
+
+from apps.core.models import Note
 
 Envelope = dict[str, Any]
 
@@ -122,8 +125,10 @@ def close_args(content: dict[str, Any]) -> tuple[int, str]:
 def info(consumer: Any) -> Envelope:
     """
     Where this consumer runs: the thread name tells a worker thread from the event loop, the
-    process id which server process (behind a load balancer, one of several), and `client` the
-    peer's address as the server saw it (behind a proxy, from its X-Forwarded-For).
+    process id which server process (behind a load balancer, one of several), `host` which
+    machine (settings.SHOWCASE_HOST: in `make cluster HOSTS=3`, "a" or "b"), `database` the
+    vendor its notes are saved in (`sqlite` or `postgresql`; no query is made), and `client`
+    the peer's address as the server saw it (behind a proxy, from its X-Forwarded-For).
     """
     user = consumer.scope.get("user")
     client = consumer.scope.get("client")
@@ -132,6 +137,8 @@ def info(consumer: Any) -> Envelope:
         "consumer": type(consumer).__name__,
         "thread": threading.current_thread().name,
         "process": os.getpid(),
+        "host": settings.SHOWCASE_HOST,
+        "database": connections[router.db_for_write(Note)].vendor,
         "client": list(client) if client else None,
         "path": consumer.scope["path"],
         "subprotocols_offered": list(consumer.scope.get("subprotocols", ())),

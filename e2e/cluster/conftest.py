@@ -1,8 +1,10 @@
 """
 The cluster for the browser tests: `make cluster`'s nginx, supervisord, two daphne processes
-and redis-server (deploy/, started by tools/servers.py), on a free port, on the test database,
-for the whole session. Every page in this folder talks to it through nginx: `page.goto("/")`
-goes to nginx, not to a daphne.
+and redis-server (deploy/, started by tools/servers.py), on a free port, for the whole session,
+on PostgreSQL as deployed: a test database on the session's own PostgreSQL (the alias
+`postgresql`, apps/core/tests/databases.py; the default itself when that is PostgreSQL), which
+every test in this folder marks with `on(postgres_alias())`. Every page in this folder talks to
+it through nginx: `page.goto("/")` goes to nginx, not to a daphne.
 """
 
 import re
@@ -15,9 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 
+from apps.core.tests.databases import postgres_alias
 from e2e import artifacts
-from tools.servers import BASE_DIR, Cluster, start_cluster
+from tools.servers import BASE_DIR, Cluster, database_env, start_cluster
 
 # Short, so a process killed outright takes its users offline within seconds (test_faults).
 PRESENCE_TTL = 3.0
@@ -30,6 +34,12 @@ EXPECTED = re.compile(
 )
 
 
+@pytest.fixture
+def database_alias() -> str:
+    """The cluster's processes use PostgreSQL: the suite's users are made there."""
+    return postgres_alias()
+
+
 @pytest.fixture(scope="session")
 def cluster(
     daphne_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
@@ -37,7 +47,8 @@ def cluster(
     """The cluster, started once (collectstatic first, as a deployment does) and stopped last."""
     static_root = tmp_path_factory.mktemp("cluster-static")
     env = {
-        **daphne_env,
+        **{k: v for k, v in daphne_env.items() if k != "DATABASE_PATH"},
+        **database_env(settings.DATABASES[postgres_alias()]),
         "SECRET_KEY": secrets.token_urlsafe(50),
         "STATIC_MANIFEST": "1",
         "STATIC_ROOT": str(static_root),

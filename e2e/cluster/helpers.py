@@ -67,3 +67,23 @@ def log_in_over_http(context: BrowserContext, username: str) -> None:
         max_redirects=0,
     )
     assert response.status == 302, f"login of {username} failed: {response.status}"
+
+
+def sign_up_over_http(context: BrowserContext, username: str) -> None:
+    """
+    Create an account through the sign-up form's own POST (CSRF token included) and keep its
+    session in the context: a deployment with its own database (HOSTS=3) has no test users.
+    """
+    context.request.get("/accounts/signup/")
+    token = next(c["value"] for c in context.cookies() if c["name"] == "csrftoken")
+    response = context.request.post(
+        "/accounts/signup/",
+        form={
+            "username": username,
+            "password1": PASSWORD,
+            "password2": PASSWORD,
+            "csrfmiddlewaretoken": token,
+        },
+        max_redirects=0,
+    )
+    assert response.status == 302, f"sign-up of {username} failed: {response.status}"

@@ -8,15 +8,16 @@ here: every test in this folder asks the cluster for the current ones.
 import time
 from collections.abc import Callable
 
-import pytest
 from playwright.sync_api import BrowserContext, expect
 
+from apps.core.tests.databases import on, postgres_alias
 from e2e.cluster.conftest import PRESENCE_TTL
 from e2e.cluster.helpers import connect_on, hello, info, lobby_on, log_in_over_http
 from e2e.console import Console
 from tools.servers import Cluster
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# The cluster runs on PostgreSQL (conftest.py): users and sessions live there.
+pytestmark = on(postgres_alias(), transaction=True)
 
 # The page's own backoff (0.5 s doubling to 10 s), scaled down: the policy is tested elsewhere
 # (e2e/test_reconnect.py); here only that the console comes back through nginx.

@@ -12,6 +12,7 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 from websockets.sync.client import connect as ws_connect
 
+from apps.core.tests.databases import on, postgres_alias
 from e2e import checks
 from e2e.checks import JSON, PURE_ECHO, STYLE_PAGES
 from e2e.cluster.conftest import access_log, logged_request
@@ -19,7 +20,8 @@ from e2e.cluster.helpers import connect_on, lobby_on, log_in_over_http
 from e2e.console import Console
 from tools.servers import Cluster
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# The cluster runs on PostgreSQL (conftest.py): users and sessions live there.
+pytestmark = on(postgres_alias(), transaction=True)
 
 
 # The single-process checks, through nginx (their docstrings in e2e/checks.py say what).
@@ -73,6 +75,7 @@ def test_scope_client_is_the_browsers_address_not_a_claimed_one(
 ) -> None:
     console = Console.open(page, "/async/")
     where = connect_on(console, "/ws/ac/json/", None)
+    assert where["database"] == "postgresql"  # the cluster runs on PostgreSQL, as deployed
     since = console.mark()
     console.close()
     console.wait_for("close", since)

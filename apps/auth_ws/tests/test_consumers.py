@@ -265,11 +265,10 @@ async def test_several_tabs_count_once(users: None) -> None:
     await bob.disconnect()
 
 
-async def alice_sees_carol_expire(add_carol: Callable[[], Awaitable[object]]) -> None:
-    """
-    Carol's entry gets no heartbeat: alice's own heartbeat prunes it and tells the lobby.
-    Alice logs in first: the entry must still be fresh when her socket joins.
-    """
+async def alice_sees_carol_expire(add_carol: Callable[[], Awaitable[None]]) -> None:
+    """Carol's entry gets no heartbeat: alice's own heartbeat prunes it and tells the lobby."""
+    # Logged in before carol's entry exists: her TTL must not run out during a login (on
+    # PostgreSQL a login opens connections; under load it took longer than the TTL).
     client = await log_in("alice")
     await add_carol()
     alice = await join(client)
@@ -281,8 +280,12 @@ async def alice_sees_carol_expire(add_carol: Callable[[], Awaitable[object]]) ->
 
 async def test_entries_of_a_vanished_socket_expire_in_memory(users: None, settings) -> None:
     settings.PRESENCE_TTL = 0.6
-    # One process: a socket's entry whose consumer vanished without disconnecting.
-    await alice_sees_carol_expire(lambda: get_presence().join("specific.gone!1", "carol"))
+
+    async def add_carol() -> None:
+        # One process: a socket's entry whose consumer vanished without disconnecting.
+        await get_presence().join("specific.gone!1", "carol")
+
+    await alice_sees_carol_expire(add_carol)
 
 
 async def test_entries_of_a_dead_process_expire_in_redis(
@@ -290,13 +293,13 @@ async def test_entries_of_a_dead_process_expire_in_redis(
 ) -> None:
     settings.PRESENCE_TTL = 0.6
 
-    async def from_another_process() -> None:
+    async def add_carol() -> None:
         # Another server process's store: it adds carol's socket, then dies without a goodbye.
         other_process = Redis.from_url(settings.REDIS_URL, decode_responses=True)
         await RedisPresence(other_process).join("specific.gone!1", "carol")
         await other_process.aclose()
 
-    await alice_sees_carol_expire(from_another_process)
+    await alice_sees_carol_expire(add_carol)
     assert await redis_presence.zcard("auth_ws:presence") == 0
 
 

@@ -24,7 +24,14 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from apps.auth_ws.tests.helpers import PASSWORD, FormClient, logged_in
-from tools.servers import ServerProcess, running, server_env, start_daphne, start_redis
+from tools.servers import (
+    ServerProcess,
+    database_env,
+    running,
+    server_env,
+    start_daphne,
+    start_redis,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -49,7 +56,7 @@ def redis_and_servers(
     env = server_env(
         REDIS_URL=f"redis://127.0.0.1:{redis.port}/0",
         CHANNEL_LAYER=request.param,
-        DATABASE_PATH=str(settings.DATABASES["default"]["NAME"]),
+        **database_env(settings.DATABASES["default"]),
         FAST_PASSWORD_HASHER="1",
         PRESENCE_TTL="3",  # heartbeats every second: some fall inside the outage
     )

@@ -2,10 +2,10 @@
 The lobby across server processes: two real daphne processes, one real redis-server.
 
 Each test starts daphne A and daphne B on free ports with REDIS_URL pointing at the session's
-own redis-server (database 3, emptied first) and DATABASE_PATH at this test run's database
-file, so both processes and the test share users and sessions. Users log in over HTTP through
-the login form (CSRF token included), and talk to the sockets with the `websockets` client,
-sending an Origin header as a browser would.
+own redis-server (database 3, emptied first) and this test run's database (a SQLite file or
+a PostgreSQL database), so both processes and the test share users and sessions. Users log in
+over HTTP through the login form (CSRF token included), and talk to the sockets with the
+`websockets` client, sending an Origin header as a browser would.
 """
 
 import asyncio
@@ -23,7 +23,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from apps.auth_ws.tests.helpers import PASSWORD, lobby, logged_in
-from tools.servers import ServerProcess, running, server_env, start_daphne
+from tools.servers import ServerProcess, database_env, running, server_env, start_daphne
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -40,7 +40,7 @@ def servers(
         client.flushdb()
     env = server_env(
         REDIS_URL=url,
-        DATABASE_PATH=str(settings.DATABASES["default"]["NAME"]),
+        **database_env(settings.DATABASES["default"]),
         FAST_PASSWORD_HASHER="1",
         PRESENCE_TTL=str(PRESENCE_TTL),
         CHANNEL_LAYER=getattr(request, "param", "core"),

@@ -34,7 +34,7 @@ from apps.auth_ws.tests.helpers import (
     session_cookie,
 )
 from apps.core.tests.contract import communicator, expect_close
-from tools.servers import ServerProcess, running, server_env, start_daphne
+from tools.servers import ServerProcess, database_env, running, server_env, start_daphne
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -229,7 +229,7 @@ async def test_no_secret_in_a_log_record_or_a_reply(
 def daphne_like_make_run(transactional_db: None) -> Iterator[ServerProcess]:
     env = server_env(
         DEBUG="1",  # as `make run` serves it
-        DATABASE_PATH=str(settings.DATABASES["default"]["NAME"]),
+        **database_env(settings.DATABASES["default"]),
         FAST_PASSWORD_HASHER="1",
     )
     with running(start_daphne(env, name="security")) as server:

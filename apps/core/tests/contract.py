@@ -7,6 +7,7 @@ so the sync and async consumers are held to exactly the same contract.
 
 import asyncio
 import os
+import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -176,6 +177,8 @@ class JsonContract:
         assert info["subprotocols_offered"] == [SUBPROTOCOL]
         assert info["user"] is None
         assert info["process"] == os.getpid()  # the process that served the socket
+        assert info["database"] == connections["default"].vendor  # sqlite or postgresql
+        assert info["host"] == socket.gethostname()  # unless SHOWCASE_HOST names the host
         assert info["client"] is None  # a communicator's scope has no peer address
         await comm.disconnect()
 
@@ -363,6 +366,7 @@ class NotesContract:
     """
     `note` and `notes` through the ORM, each style its own way (`ways`: the values of `via`,
     the default first), and `block` with its measured wait. Both JSON endpoints hold to this.
+    The tests that take `database` run on SQLite and on PostgreSQL (apps/core/tests/databases.py).
     """
 
     prefix: str
@@ -379,7 +383,7 @@ class NotesContract:
         # a later test without database access would trip over it.
         await sync_to_async(connections.close_all)()
 
-    async def test_note_is_saved_and_answered_each_way(self, path: str) -> None:
+    async def test_note_is_saved_and_answered_each_way(self, path: str, database: str) -> None:
         comm = await json_connected(path)
         for way in self.ways:
             reply = await command(comm, {"type": "note", "text": f"by {way} ✓", "via": way})
@@ -399,7 +403,13 @@ class NotesContract:
         assert reply["via"] == self.ways[0]
         await comm.disconnect()
 
-    async def test_notes_are_the_latest_first_each_way(self, path: str) -> None:
+    async def test_info_names_the_database_the_notes_go_to(self, path: str, database: str) -> None:
+        comm = await json_connected(path)
+        info = await command(comm, {"type": "info"})
+        assert info["database"] == connections[database].vendor
+        await comm.disconnect()
+
+    async def test_notes_are_the_latest_first_each_way(self, path: str, database: str) -> None:
         await Note.objects.abulk_create(Note(text=f"n{n}") for n in range(NOTES_SHOWN + 3))
         comm = await json_connected(path)
         newest = await command(comm, {"type": "note", "text": "newest"})
@@ -413,7 +423,7 @@ class NotesContract:
             assert reply["notes"][0] == {k: newest[k] for k in ("id", "text", "author", "created")}
         await comm.disconnect()
 
-    async def test_a_logged_in_writer_is_the_author(self, path: str) -> None:
+    async def test_a_logged_in_writer_is_the_author(self, path: str, database: str) -> None:
         user = await get_user_model().objects.acreate_user("writer", password="pw-for-notes")
         client = AsyncClient()
         await client.aforce_login(user)
@@ -433,7 +443,7 @@ class NotesContract:
          {"text": "x" * (MAX_NOTE_CHARS + 1)}, {"text": "nul \u0000 inside"}],
         ids=["missing", "number", "null", "list", "empty", "blank", "too-long", "nul"],
     )  # fmt: skip
-    async def test_bad_text_gets_an_error(self, path: str, fields: dict) -> None:
+    async def test_bad_text_gets_an_error(self, path: str, database: str, fields: dict) -> None:
         comm = await json_connected(path)
         reply = await command(comm, {"type": "note", **fields})
         assert (reply["type"], reply["code"]) == ("error", "invalid_text")
@@ -442,7 +452,7 @@ class NotesContract:
         assert await Note.objects.acount() == 0
         await comm.disconnect()
 
-    async def test_longest_text_is_accepted(self, path: str) -> None:
+    async def test_longest_text_is_accepted(self, path: str, database: str) -> None:
         comm = await json_connected(path)
         reply = await command(comm, {"type": "note", "text": "é" * MAX_NOTE_CHARS})
         assert reply["text"] == "é" * MAX_NOTE_CHARS
@@ -457,11 +467,14 @@ class NotesContract:
         await comm.disconnect()
 
     async def test_a_failing_database_gets_an_error_and_one_log_line(
-        self, path: str, caplog
+        self, path: str, caplog, database: str
     ) -> None:
         def rename(old: str, new: str) -> None:
-            with connections["default"].cursor() as cursor:
+            with connections[database].cursor() as cursor:
                 cursor.execute(f"ALTER TABLE {old} RENAME TO {new}")
+
+        # A missing table is an OperationalError to SQLite, a ProgrammingError to PostgreSQL.
+        error = {"sqlite": "OperationalError", "postgresql": "ProgrammingError"}
 
         comm = await json_connected(path)
         await sync_to_async(rename)("core_note", "core_note_away")
@@ -470,7 +483,7 @@ class NotesContract:
                 for content in ({"type": "note", "text": "lost"}, {"type": "notes"}):
                     reply = await command(comm, {**content, "via": way})
                     assert (reply["type"], reply["code"]) == ("error", "database_error"), reply
-                    assert "OperationalError" in reply["message"]
+                    assert error[connections[database].vendor] in reply["message"]
         finally:
             await sync_to_async(rename)("core_note_away", "core_note")
         await still_usable(comm)

@@ -31,6 +31,7 @@ from tools import hostile
 from tools.servers import (
     BASE_DIR,
     ServerProcess,
+    database_env,
     find_tracebacks,
     running,
     server_env,
@@ -202,7 +203,7 @@ async def still_serves(server: ServerProcess, cookie: str) -> None:
 @pytest.fixture(params=["daphne", "uvicorn"])
 def server(request: pytest.FixtureRequest, settings, transactional_db: None) -> ServerProcess:
     env = server_env(
-        DATABASE_PATH=str(settings.DATABASES["default"]["NAME"]),
+        **database_env(settings.DATABASES["default"]),
         FAST_PASSWORD_HASHER="1",
         WS_LIMITS=json.dumps(NO_LIMITS),
         SHOWCASE_STATS="1",

@@ -6,6 +6,7 @@ import re
 import pytest
 from django.test import Client
 
+from apps.core import docs
 from apps.core.tests.contract import communicator
 from apps.echo_async import consumers as async_consumers
 from apps.echo_async import routing as async_routing
@@ -74,6 +75,13 @@ def test_side_by_side_panes_use_the_json_endpoint_and_show_each_handler(
     assert (
         "notes.unsafe" in html if "latest_notes_unsafe" in handlers else "notes.unsafe" not in html
     )
+
+
+@pytest.mark.parametrize("path", ["/sync/", "/async/"])
+def test_style_pages_point_to_the_database_connections_section(client: Client, path: str) -> None:
+    html = client.get(path).content.decode()
+    assert 'href="/docs/styles/#database-connections"' in html
+    assert "database-connections" in docs.anchors(docs.page_path("styles").read_text())
 
 
 def test_journal_feed_is_empty_for_an_unknown_id(client: Client) -> None:

@@ -11,7 +11,7 @@ from asgiref.sync import sync_to_async
 from asgiref.testing import ApplicationCommunicator as PlainCommunicator
 from channels.testing import ApplicationCommunicator
 from django.conf import settings
-from django.db import connections
+from django.db import connections, router
 
 from apps.core.consumers import NoDatabaseMixin
 from apps.core.models import Note
@@ -87,9 +87,8 @@ async def _close_thread_connections() -> AsyncIterator[None]:
     await sync_to_async(connections.close_all)()
 
 
-@pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("_close_thread_connections")
-async def test_notes_unsafe_answers_the_synchronous_only_operation() -> None:
+async def test_notes_unsafe_answers_the_synchronous_only_operation(database: str) -> None:
     """The ORM evaluated on the event loop: Django refuses, the socket gets the lesson."""
     await Note.objects.acreate(text="there is one")
     comm = await json_connected(JSON)
@@ -161,7 +160,8 @@ class Probed(AsyncJsonConsumer):
     async def receive_json(self, content: dict[str, Any]) -> None:
         if content["type"] != "probe":
             return await super().receive_json(content)
-        is_open = await sync_to_async(lambda: connections["default"].connection is not None)()
+        alias = router.db_for_read(Note)
+        is_open = await sync_to_async(lambda: connections[alias].connection is not None)()
         await self.send_json({"type": "probe", "open": is_open})
 
 
@@ -169,11 +169,10 @@ class ProbedWithTheMixin(NoDatabaseMixin, Probed):
     """The mistake: the lean dispatch on a consumer that uses the ORM."""
 
 
-@pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("_close_thread_connections")
 @pytest.mark.parametrize(("consumer", "left_open"), [(Probed, False), (ProbedWithTheMixin, True)])
 async def test_stock_dispatch_closes_the_connection_the_async_orm_left_open(
-    consumer: type, left_open: bool
+    consumer: type, left_open: bool, database: str
 ) -> None:
     """
     Why the JSON consumer must not use NoDatabaseMixin: the async ORM leaves a connection
@@ -182,7 +181,7 @@ async def test_stock_dispatch_closes_the_connection_the_async_orm_left_open(
     (CONN_MAX_AGE 0: at once). With the mixin the next handler finds it still open, however
     old or broken it is.
     """
-    assert settings.DATABASES["default"]["CONN_MAX_AGE"] == 0
+    assert settings.DATABASES[database]["CONN_MAX_AGE"] == 0
     # asgiref's communicator: Channels' own turns close_old_connections into a no-op.
     app = PlainCommunicator(consumer.as_asgi(), SCOPE)
     await app.send_input({"type": "websocket.connect"})

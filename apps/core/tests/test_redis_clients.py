@@ -1,5 +1,5 @@
 """
-The project's Redis connections (apps/core/redis_pools.py, apps/core/layers.py): bounded per
+The project's Redis connections (apps/core/redis_clients.py, apps/core/layers.py): bounded per
 process, waited for when all are busy, named per process, against the session's redis-server.
 """
 
@@ -14,7 +14,7 @@ import pytest
 from django.conf import settings
 from redis.asyncio import Redis
 
-from apps.core.redis_pools import WaitingConnectionPool, bounded_pool, close_client, get_client
+from apps.core.redis_clients import WaitingConnectionPool, bounded_pool, close_shared, shared
 
 
 @pytest.fixture
@@ -53,8 +53,8 @@ async def test_the_shared_client_is_one_per_loop_named_for_this_process(
     redis_url: str, settings
 ) -> None:
     settings.REDIS_URL = redis_url
-    client = get_client()
-    assert get_client() is client
+    client = shared()
+    assert shared() is client
     await client.ping()
     names = {c["name"] for c in await client.client_list()}
     assert f"{settings.REDIS_CLIENT_NAME}.app" in names
@@ -64,9 +64,9 @@ async def test_the_shared_client_is_one_per_loop_named_for_this_process(
         settings.REDIS_MAX_CONNECTIONS,
         settings.REDIS_POOL_TIMEOUT,
     )
-    await close_client()
-    assert get_client() is not client
-    await close_client()
+    await close_shared()
+    assert shared() is not client
+    await close_shared()
 
 
 PROBE = """
