@@ -21,7 +21,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from websockets.asyncio.client import ClientConnection, connect
 
-from tools.servers import ServerProcess, running, server_env, start_daphne
+from tools.servers import ServerProcess, database_env, running, server_env, start_daphne
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -47,7 +47,7 @@ def lobby_server(settings, url: str, transactional_db: None) -> Iterator[ServerP
     """One daphne on that Redis, with tiny Redis pools."""
     env = server_env(
         REDIS_URL=url,
-        DATABASE_PATH=str(settings.DATABASES["default"]["NAME"]),
+        **database_env(settings.DATABASES["default"]),
         REDIS_MAX_CONNECTIONS=str(POOL),
         PRESENCE_TTL="30",
     )
