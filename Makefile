@@ -15,7 +15,7 @@ DAPHNE_FLAGS ?= $(shell $(BIN)/python -m tools.servers flags daphne)
 
 .PHONY: run test unit e2e lint compat system-deps install clean bench soak \
 	conformance conformance-quick screenshots cluster cluster-restart cluster-failover \
-	bench-cluster bench-hosts test-faults
+	bench-cluster bench-hosts test-faults storm
 
 # ---------------------------------------------------------------- set-up
 $(BIN)/.installed: requirements/lock.txt pyproject.toml
@@ -111,6 +111,14 @@ bench-cluster: install system-deps
 # --handshakes 200 --failovers 2 --delays 0,2" for a quick look.
 bench-hosts: install system-deps
 	$(BIN)/python -m bench.hosts $(BENCH_ARGS)
+
+# 1,000 logged-in lobby sockets (50 users x 20 tabs) through a cluster of its own: every socket
+# reset at once, then nginx restarted under them. All must come back and resume with nothing
+# lost, no 502 and no traceback (bench/storm.py; a few minutes on a quiet machine; it stops by
+# itself). STORM_ARGS="--users 10 --rounds reset" for a small one.
+STORM_ARGS ?=
+storm: install system-deps
+	$(BIN)/python -m bench.storm --daphne-args="$(DAPHNE_FLAGS)" $(STORM_ARGS)
 
 # 1,000 sockets on the six echo endpoints of a daphne started with the flags of `make run`,
 # for SOAK_SECONDS: every message must come back once, in order, and daphne's log stays free of

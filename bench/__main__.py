@@ -95,12 +95,13 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=20, help="broadcasts per group size")
     parser.add_argument("--servers", default=",".join(servers.SERVERS))
     parser.add_argument(
-        "--sections", default="echo,servers,syncsend,connections,fanout,profile,tax,orm"
+        "--sections", default="echo,servers,syncsend,connections,fanout,profile,tax,orm,cluster"
     )
     parser.add_argument(
         "--update",
         action="store_true",
-        help="keep the other sections of the last run (artifacts/bench.json), replace these",
+        help="keep the other sections of the last run (artifacts/bench.json), replace these; "
+        "prints only: docs/benchmarks.md comes from one whole run",
     )
     parser.add_argument("--no-docs", action="store_true", help="print only; leave docs/ alone")
     parser.add_argument("--daphne-args", default="", help="daphne's flags, as one string")
@@ -546,7 +547,24 @@ def gc_fanout_section(args: argparse.Namespace) -> list[dict[str, Any]]:
         return gc_fanout_rows(args, redis_server.port)
 
 
-SECTIONS: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {
+def cluster_section(args: argparse.Namespace) -> dict[str, Any]:
+    """`make cluster`'s shape (bench/cluster.py): nginx's cost, 1 vs 2 daphne, a broadcast."""
+    from bench import cluster  # it imports this module's helpers
+
+    return cluster.measure(
+        argparse.Namespace(
+            connections=args.connections,
+            seconds=args.seconds,
+            repeats=args.repeats,
+            idle=args.idle,
+            members=max(int(n) for n in args.members.split(",")),
+            rounds=args.rounds,
+            daphne_args=args.daphne_args,
+        )
+    )
+
+
+SECTIONS: dict[str, Callable[[argparse.Namespace], Any]] = {
     "echo": echo_section,
     "syncsend": sync_send_section,
     "servers": servers_section,
@@ -556,6 +574,7 @@ SECTIONS: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {
     "profile": profile_section,
     "tax": lambda args: tax.measure(),
     "orm": orm_section,
+    "cluster": cluster_section,
 }
 
 
@@ -581,8 +600,10 @@ def main() -> None:
         "server_core": SERVER_CORE,
         "client_core": CLIENT_CORE,
     }
-    for name in args.sections.split(","):
-        results[name] = SECTIONS[name](args)
+    with report.LoadWatch() as load_average:
+        for name in args.sections.split(","):
+            results[name] = SECTIONS[name](args)
+    results["load"] = load_average.figures()
     results["wall_seconds"] = time.perf_counter() - started_at
     options = [a for a in sys.argv[1:] if not a.startswith("--daphne-args")]
     command = "make bench" + (f' BENCH_ARGS="{" ".join(options)}"' if options else "")
@@ -594,7 +615,9 @@ def main() -> None:
     print(text)
     servers.ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (servers.ARTIFACTS / "bench.json").write_text(json.dumps(results, indent=1))
-    if not args.no_docs:
+    if args.update:
+        print("(--update: docs/benchmarks.md left alone; one whole run writes it)")
+    elif not args.no_docs:
         report.write_docs(results, text)
         print("wrote docs/benchmarks.md and docs/benchmarks.png")
     if found := servers.tracebacks_logged():

@@ -2,15 +2,15 @@
 `make bench-cluster`: what the deployment shape of `make cluster` costs and buys, measured.
 
     python -m bench.cluster                      # about two minutes
-    python -m bench.cluster --seconds 1 --idle 200 --members 100 --rounds 5 --no-docs
+    python -m bench.cluster --seconds 1 --idle 200 --members 100 --rounds 5
 
 Three clusters' worth of processes run at once, each idle while another is measured: a cluster
 with 1 daphne, one with 2 (nginx, supervisord, redis-server each, as tools/servers.py starts
 them for `make cluster`), and a lone daphne on TCP on the same Redis, for "without nginx". All
 serve `bench.asgi:application` (the project plus bare references) with the rate limits lifted.
 Echo rows are measured in interleaved slices, so noise on a shared machine hits them alike:
-compare ratios within one run. The section goes into docs/benchmarks.md between markers
-(`make bench` keeps it).
+compare ratios within one run. It prints; `make bench` measures the same as one of its sections
+and puts it into docs/benchmarks.md, which one whole run writes.
 """
 
 import argparse
@@ -39,8 +39,6 @@ from tools import servers
 PATH = "/ws/ac/generic/"  # AsyncWebsocketConsumer: the project's route, middleware included
 PAYLOAD = "x" * 32
 FANOUT = "/bench/fanout/"
-DOC = report.DOCS / "benchmarks.md"
-START, END = "<!-- cluster:start -->", "<!-- cluster:end -->"
 
 
 def arguments() -> argparse.Namespace:
@@ -53,7 +51,6 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--members", type=int, default=1000, help="broadcast recipients")
     parser.add_argument("--rounds", type=int, default=20, help="broadcasts")
     parser.add_argument("--daphne-args", default="", help="daphne's flags, as one string")
-    parser.add_argument("--no-docs", action="store_true", help="print only; leave docs/ alone")
     return parser.parse_args()
 
 
@@ -285,25 +282,9 @@ def tables(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str) -> None:
-    """Put the section between its markers in docs/benchmarks.md, replacing an older one."""
-    doc = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    block = f"{START}\n{text}\n{END}"
-    if START in doc and END in doc:
-        doc = doc[: doc.index(START)] + block + doc[doc.index(END) + len(END) :]
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + block + "\n"
-    DOC.write_text(doc)
-
-
-def main() -> None:
-    """Start the processes, measure, print, write the section."""
-    args = arguments()
-    os.chdir(servers.BASE_DIR)
-    load.pin(os.getpid(), load.cores()[1])  # the client keeps to one core; the servers do not
-    started_at = time.perf_counter()
-    results: dict[str, Any] = {"connections": args.connections, "machine": report.machine()}
-    results["load_before"] = os.getloadavg()[0]
+def measure(args: argparse.Namespace) -> dict[str, Any]:
+    """Start the three deployments, measure echo, idle sockets and a broadcast, stop them."""
+    results: dict[str, Any] = {"connections": args.connections}
     with (
         tempfile.TemporaryDirectory(prefix="bench-cluster-") as workdir,
         deployment(args, Path(workdir)) as procs,
@@ -311,22 +292,27 @@ def main() -> None:
         results["echo"] = echo_rows(args, procs)
         results["idle"] = sockets_through_nginx(args, procs["two"])
         results["fanout"] = broadcast(args, procs["two"])
+    return results
+
+
+def main() -> None:
+    """Start the processes, measure, print (`make bench` puts the section in the docs)."""
+    args = arguments()
+    os.chdir(servers.BASE_DIR)
+    load.pin(os.getpid(), load.cores()[1])  # the client keeps to one core; the servers do not
+    started_at = time.perf_counter()
+    with report.LoadWatch() as load_average:
+        results = measure(args)
+    results["load"] = load_average.figures()
     results["wall_seconds"] = time.perf_counter() - started_at
-    results["load_after"] = os.getloadavg()[0]
-    text = tables(results)
-    print(text)
+    print(tables(results))
+    print(f"\n{report.load_sentence(results['load'])}")
     servers.ARTIFACTS.mkdir(parents=True, exist_ok=True)
     (servers.ARTIFACTS / "bench-cluster.json").write_text(json.dumps(results, indent=1))
-    if not args.no_docs:
-        options = " ".join(a for a in sys.argv[1:] if not a.startswith("--daphne-args"))
-        command = "make bench-cluster" + (f' BENCH_ARGS="{options}"' if options else "")
-        write_section(section(results, text, command))
-        print(f"wrote the cluster section of {DOC}")
 
 
-def section(results: dict[str, Any], text: str, command: str) -> str:
-    """The whole section: what was measured, the tables, and how to read them."""
-    m = results["machine"]
+def section(results: dict[str, Any]) -> str:
+    """The whole section for docs/benchmarks.md: the tables, and how to read them."""
     idle = results["idle"]["processes"]
     daphne_kib = statistics.mean(
         p["kib_per_socket"] for n, p in idle.items() if n != "nginx worker"
@@ -347,14 +333,12 @@ def section(results: dict[str, Any], text: str, command: str) -> str:
             verdict(round_ratios(results, 2, 1), "a second daphne"),
         ]
     )
+    text = tables(results)
     return f"""## The cluster: nginx in front of N daphne (`make cluster`)
 
-Measured with `{command}` ({results["wall_seconds"]:.0f} s; `bench/cluster.py`) on
-{m["cores"]} cores ({m["cpu"]}). Every server process (nginx, daphne, redis-server) may use
-both cores; the client keeps to one. The machine's load average was
-{results["load_before"]:.1f} before the run and {results["load_after"]:.1f} after it (other work
-shared it): read the ratios within each table, where every row met the same noise, and trust
-the absolute figures least.
+Measured in the same run (`bench/cluster.py`; `make bench-cluster` prints this section alone).
+Every server process (nginx, daphne, redis-server) may use every core; the client keeps to
+one. Read the ratios within each table, where every row met the same noise.
 
 {text}
 

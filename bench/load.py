@@ -334,9 +334,10 @@ async def broadcasts_side_by_side(
         meter.stop()
         for result in results:
             result.client_cpu = meter.percent
-        # A few at a time: each close makes a member leave its group over the channel layer,
-        # and a thousand at once exhaust a server process's Redis connection pool.
-        await close_sockets(triggers + [ws for sockets in members for ws in sockets], 50)
+        # All at once: each close makes a member leave its group over the channel layer, and a
+        # thousand leaving together must wait their turn for the process's bounded Redis
+        # connections (apps/core/redis_clients.py), not fail with a traceback each.
+        await close_sockets(triggers + [ws for sockets in members for ws in sockets])
         for task in listeners:
             task.cancel()
     return results

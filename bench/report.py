@@ -6,6 +6,7 @@ import os
 import platform
 import statistics
 import subprocess
+import threading
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,68 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "versions": {name: version(name) for name in PACKAGES} | {"redis-server": redis},
     }
+
+
+class LoadWatch:
+    """
+    The machine's load average (1 minute) before, during (sampled every few seconds) and after
+    a run: figures from a machine other work was using are not the machine's figures, and the
+    page says which they are.
+    """
+
+    def __init__(self, every: float = 5.0) -> None:
+        self.every = every
+        self.samples: list[float] = []
+        self.stopped = threading.Event()
+        self.before = self.after = 0.0
+
+    def __enter__(self) -> "LoadWatch":
+        self.before = os.getloadavg()[0]
+        self.thread = threading.Thread(target=self._sample, name="load-watch", daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stopped.set()
+        self.thread.join()
+        self.after = os.getloadavg()[0]
+
+    def _sample(self) -> None:
+        while not self.stopped.wait(self.every):
+            self.samples.append(os.getloadavg()[0])
+
+    def figures(self) -> dict[str, Any]:
+        """Before, during (lowest, highest, mean) and after, with the core count."""
+        during = self.samples or [self.before]
+        return {
+            "cores": os.cpu_count(),
+            "before": round(self.before, 2),
+            "during": {
+                "min": round(min(during), 2),
+                "max": round(max(during), 2),
+                "mean": round(statistics.mean(during), 2),
+                "samples": len(self.samples),
+            },
+            "after": round(self.after, 2),
+        }
+
+
+def load_sentence(load: dict[str, Any]) -> str:
+    """What the load figures say about the run, in one sentence."""
+    during = load["during"]
+    said = (
+        f"Load average (1 minute) {load['before']:.1f} before the run, {during['min']:.1f} to "
+        f"{during['max']:.1f} during it (mean {during['mean']:.1f}, {during['samples']} "
+        f"samples), {load['after']:.1f} after it, on {load['cores']} cores"
+    )
+    if max(load["before"], during["max"]) <= load["cores"] / 2:
+        return f"{said}: a quiet machine, nothing else ran."
+    if during["max"] <= load["cores"]:
+        return f"{said}: the run kept the cores busy, with little else running."
+    return (
+        f"{said}: above the core count, so other work shared the cores; the slices of a row "
+        "scatter, and only large ratios within the run mean anything."
+    )
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -441,6 +504,12 @@ def tables(results: dict[str, Any]) -> str:
     if "orm" in results:
         parts += ["## The ORM from each style (a note saved, the latest read back)",
                   orm_table(results)]  # fmt: skip
+    if "cluster" in results:
+        from bench import cluster  # it imports this module
+
+        parts.append(cluster.section(results["cluster"]).rstrip("\n"))
+    if "load" in results:
+        parts.append(load_sentence(results["load"]))
     parts.append(f"Wall time: {results['wall_seconds']:.0f} s.")
     return "\n\n".join(parts)
 
@@ -536,22 +605,24 @@ def chart(results: dict[str, Any], path: Path) -> None:
 
 
 def write_docs(results: dict[str, Any], text: str) -> None:
-    """docs/benchmarks.md (tables, machine, command) and docs/benchmarks.png."""
+    """
+    docs/benchmarks.md (tables, machine, its load, command) and docs/benchmarks.png, the whole
+    page from this one run: nothing of an earlier run, taken under other conditions, is kept.
+    """
     DOCS.mkdir(exist_ok=True)
     chart(results, DOCS / "benchmarks.png")
     m = results["machine"]
     versions = ", ".join(f"{name} {v}" for name, v in m["versions"].items())
-    part = f"its last part ({results['updated']})" if results.get("updated") else "it"
     doc = f"""# Benchmarks
 
 What each consumer style, server and channel layer costs on one machine, measured in one run
 with the ceilings beside them, so the ratios hold even where the absolute figures do not.
 Reproduce with `{results["command"]}` (it starts and stops every server itself; this run
-took {results["wall_seconds"]:.0f} s; the code is in `bench/`).
+took {results["wall_seconds"]:.0f} s; the code is in `bench/`). Every figure on this page comes
+from that one run.
 
-- Machine: {m["cores"]} cores, {m["cpu"]}, {m["os"]}, Python {m["python"]}; load average
-  {m.get("load", "?")} when {part} began (above the core count, other work shared the
-  cores: the slices of a row then scatter, and only large ratios within one run mean anything).
+- Machine: {m["cores"]} cores, {m["cpu"]}, {m["os"]}, Python {m["python"]}.
+- {load_sentence(results["load"])}
 - Versions: {versions}.
 - Method: every server serves `bench.asgi:application`: the project's own routes (`/ws/...`,
   with origin check, auth, journal and limiter) plus bare references without middleware
@@ -568,12 +639,4 @@ took {results["wall_seconds"]:.0f} s; the code is in `bench/`).
 
 {text}
 """
-    # The cluster's section (bench/cluster.py, `make bench-cluster`) is measured separately:
-    # keep it.
-    path = DOCS / "benchmarks.md"
-    previous = path.read_text() if path.exists() else ""
-    start, end = "<!-- cluster:start -->", "<!-- cluster:end -->"
-    if start in previous and end in previous:
-        kept = previous[previous.index(start) : previous.index(end) + len(end)]
-        doc = doc.rstrip("\n") + "\n\n" + kept + "\n"
-    path.write_text(doc)
+    (DOCS / "benchmarks.md").write_text(doc)

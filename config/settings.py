@@ -143,6 +143,24 @@ CHANNEL_LAYER = os.environ.get("CHANNEL_LAYER", "core")
 if CHANNEL_LAYER not in {"core", "pubsub"}:
     raise ImproperlyConfigured(f"CHANNEL_LAYER={CHANNEL_LAYER!r}: use 'core' or 'pubsub'.")
 
+# Connections per pool: each process has two (the channel layer's, and the one the lobby's
+# history, presence and the journal share), plus the Pub/Sub layer's two if chosen. A command
+# that finds them all busy waits its turn instead of failing (redis-py's default pool raises
+# at 100): 1,000 sockets leaving at once queue for them (docs/reliability.md, "Many sockets at
+# once"). Redis serves one command at a time anyway, so a few connections per process keep it
+# busy; the wait is what protects against a herd. At least 2: the layer's receive loop holds one.
+REDIS_MAX_CONNECTIONS = int(os.environ.get("REDIS_MAX_CONNECTIONS") or 20)
+if REDIS_MAX_CONNECTIONS < 2:
+    raise ImproperlyConfigured("REDIS_MAX_CONNECTIONS must be 2 or more.")
+# How long a command may wait for a free connection, in seconds; empty (the default): as long
+# as it takes. Each connection in use is bounded by its own socket timeout, so the wait ends;
+# a timeout here would turn a busy moment into what looks like an outage (the socket closes
+# 4503, and a leave that gave up would leave its channel in the group).
+REDIS_POOL_TIMEOUT = float(os.environ.get("REDIS_POOL_TIMEOUT") or 0) or None
+# Each connection says which process (host and pid) and which pool opened it, so Redis's
+# CLIENT LIST shows who holds how many: "<host>-<pid>.layer", "<host>-<pid>.app".
+REDIS_CLIENT_NAME = f"{socket.gethostname()}-{os.getpid()}".replace(" ", "_")
+
 if REDIS_URL or REDIS_SENTINELS:
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialBackoff
@@ -168,10 +186,13 @@ if REDIS_URL or REDIS_SENTINELS:
     REDIS_SOCKET_TIMEOUT = 15.0
     CHANNEL_LAYERS = {
         "default": {
+            # Both are channels-redis's own layers; ours (apps/core/layers.py) only bounds the
+            # core layer's connection pool and makes it wait. The Pub/Sub layer sends every
+            # command of a process through one lock: at most two connections, never a herd.
             "BACKEND": (
                 "channels_redis.pubsub.RedisPubSubChannelLayer"
                 if CHANNEL_LAYER == "pubsub"
-                else "channels_redis.core.RedisChannelLayer"
+                else "apps.core.layers.RedisChannelLayer"
             ),
             "CONFIG": {
                 "hosts": [
@@ -182,6 +203,7 @@ if REDIS_URL or REDIS_SENTINELS:
                         REDIS_PASSWORD,
                         retry=REDIS_RETRY,
                         socket_timeout=REDIS_SOCKET_TIMEOUT,
+                        client_name=f"{REDIS_CLIENT_NAME}.layer",
                     )
                 ]
             },
@@ -398,3 +420,6 @@ LOBBY_HISTORY = int(os.environ.get("LOBBY_HISTORY") or 1000)
 # message no replica confirms in time is withdrawn, and its sender gets `chat_not_saved`.
 LOBBY_REPLICAS = int(os.environ["LOBBY_REPLICAS"]) if os.environ.get("LOBBY_REPLICAS") else None
 LOBBY_REPLICA_WAIT_MS = int(os.environ.get("LOBBY_REPLICA_WAIT_MS") or 1000)
+# What a fresh lobby client (a socket without `?after=`, a stream without Last-Event-ID) gets
+# before live messages: the newest this many from that history, the same for both kinds.
+LOBBY_RECENT = int(os.environ.get("LOBBY_RECENT") or 50)

@@ -97,3 +97,38 @@ def test_a_page_whose_server_was_killed_resumes_every_message_once_in_order(
     expect(alice_page.locator("[data-lobby-status]")).to_contain_text("connected as alice")
     for server in (first, other, again):
         assert "Traceback" not in server.log(), server.log()
+
+
+def test_a_fresh_page_shows_the_most_recent_messages_once_then_live_ones(
+    new_context: Callable[..., BrowserContext],
+    start_server: Callable[..., ServerProcess],
+    empty_redis_db: Callable[[int], str],
+    users: None,
+) -> None:
+    server = start_server(name="recent", env={"REDIS_URL": empty_redis_db(7), "LOBBY_RECENT": "3"})
+    bob_page = new_context().new_page()
+    log_in(bob_page, "bob", server.http_url)
+    said = [f"m{n}" for n in range(5)]
+    for text in said:
+        say(bob_page, text)
+    expect(bob_page.locator("[data-chat-log] li[data-id]")).to_have_count(5)
+
+    alice_page = new_context().new_page()
+    alice = log_in(alice_page, "alice", server.http_url)  # a fresh page: no `after`
+    expect(alice_page.locator("[data-chat-log] li[data-id]")).to_have_count(3)
+    assert [text for _, text in shown(alice_page)] == said[2:]
+    # The page says there is more than it shows.
+    expect(alice_page.locator("[data-chat-log] li.chat-note")).to_contain_text(
+        "the 3 most recent messages"
+    )
+    say(bob_page, "live")
+    expect(alice_page.locator("[data-chat-log] li[data-id]")).to_have_count(4)
+    lines = shown(alice_page)
+    assert [text for _, text in lines] == [*said[2:], "live"]
+    envelopes = [json.loads(r["text"]) for r in alice.records("message")]
+    resumes = [e for e in envelopes if e["type"] == "resume"]
+    assert resumes == [
+        {"type": "resume", "after": None, "missed": 3, "complete": False, "oldest": lines[0][0] - 2}
+    ]
+    assert [e["id"] for e in envelopes if e["type"] == "chat"] == [i for i, _ in lines]
+    assert "Traceback" not in server.log(), server.log()

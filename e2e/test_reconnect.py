@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from playwright.sync_api import Page, expect
 
+from bench.storm import console_backoff
 from e2e.console import Console
 from tools.servers import ServerProcess, free_port
 
@@ -74,3 +75,38 @@ def test_console_reconnects_with_capped_jittered_backoff_after_a_restart(
     second.stop()
     assert console.wait_for("close", since)[0]["code"] == 1006
     assert console.records("reconnecting", since) == []  # decided within the close handler
+
+
+# One reconnect decision of the page, with Math.random() pinned: the wait it chose, or null.
+DECIDE = """(c, [attempt, rand, code]) => {
+  const random = Math.random;
+  Math.random = () => rand;
+  try {
+    c.wasOpen = true;
+    c.reconnect = { attempt: attempt - 1, timer: null, active: true };
+    const since = c.records.length;
+    c.maybeReconnect(code);
+    const made = c.records.slice(since).filter((r) => r.kind === "reconnecting");
+    return made.length ? { delay: made[0].delay, ceiling: made[0].ceiling } : null;
+  } finally {
+    Math.random = random;
+    c.stopReconnecting();
+  }
+}"""
+
+
+def test_the_storms_clients_wait_as_the_page_does(page: Page, daphne_server: ServerProcess) -> None:
+    """`make storm`'s clients read the policy from console.js and compute the same waits."""
+    console = Console.open(page, daphne_server.http_url + "/sync/")
+    policy = console_backoff()
+    assert console.run("(c) => c.backoff") == {"baseMs": policy.base_ms, "capMs": policy.cap_ms}
+    for attempt in (1, 2, 3, 5, 8):
+        for rand in (0.0, 0.37, 0.999):
+            decided = console.run(DECIDE, [attempt, rand, 1006])
+            assert decided == {
+                "delay": policy.delay_ms(attempt, rand),
+                "ceiling": policy.ceiling_ms(attempt),
+            }, (attempt, rand)
+    for code in (1000, 1001, 1006, 1011, 1012, 4401, 4429, 4503):
+        reconnects = console.run(DECIDE, [1, 0.5, code]) is not None
+        assert reconnects == (code in policy.abnormal), code

@@ -89,6 +89,21 @@ def cluster_env(run_dir: Path, **overrides: str) -> dict[str, str]:
     )
 
 
+def listen_queues(cap: int | None = None) -> str:
+    """What the listen queues are, and whether the kernel (`cap`: read it) lets them be so long."""
+    asked, cap = servers.LISTEN_BACKLOG, cap or servers.listen_queue_cap()
+    said = f"Listen queues: nginx and each daphne ask for {asked:,}"
+    if cap is None:
+        return f"{said} (the kernel's cap, net.core.somaxconn, could not be read)."
+    if cap >= asked:
+        return f"{said}; the kernel allows up to {cap:,} (net.core.somaxconn)."
+    return (
+        f"{said}, but the kernel caps them at {cap:,} (net.core.somaxconn): a herd of more "
+        f"reconnecting browsers than that can find them full (a 502). To raise it, as root: "
+        f"sysctl -w net.core.somaxconn={asked} (this command changes nothing by itself)."
+    )
+
+
 def run(args: argparse.Namespace) -> None:
     """Start the cluster and keep it up until Ctrl-C (or SIGTERM); then stop all of it."""
     run_dir = args.run_dir.resolve()
@@ -132,6 +147,7 @@ def run(args: argparse.Namespace) -> None:
             print(cluster.ctl("status", host=host.name), end="", flush=True)
         if cluster.network is not None and cluster.network.delay_ms:
             print(f"{cluster.network.delay_ms:g} ms between hosts, each way")
+        print(listen_queues())
         print("Rolling restart of the daphne processes: make cluster-restart")
         print("Kill the Redis primary, watch Sentinel promote the replica: make cluster-failover")
         while all(s.process.poll() is None for s in [*cluster.supervisors, cluster.nginx]):

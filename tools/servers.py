@@ -1485,6 +1485,17 @@ class Cluster:
         restart_one_at_a_time(self.run_dir, self.daphnes)
         return {name: self.wait_serving(name, other_than=old[name]) for name in self.daphnes}
 
+    def restart_proxy(self) -> None:
+        """
+        Stop nginx the fast way (SIGTERM: every connection is cut at once, as when the proxy
+        crashes or its host restarts it) and start it again on the same port and files. Not a
+        reload, which lets the old workers keep their sockets until each closes by itself.
+        """
+        assert self.nginx is not None
+        port = self.nginx.port
+        self.nginx.stop()
+        self.nginx = start_nginx(self.run_dir / "nginx.conf", port, self.run_dir)
+
     # ------------------------------------------------------------ Redis
     def redis_program(self, port: int) -> str:
         """Supervisor's name of the Redis server on `port`."""
@@ -1598,6 +1609,20 @@ def redis_group(address: str | None = None) -> RedisGroup:
     return RedisGroup("127.0.0.1", ports[:2], ports[2:], password)
 
 
+# The listen queue nginx and each daphne ask for (deploy/): a thousand browsers reconnecting at
+# once must wait in it, not be refused. The kernel caps every listen queue at
+# net.core.somaxconn; `listen_queue_cap()` reads it, and `make cluster` says so when it is lower.
+LISTEN_BACKLOG = 4096
+
+
+def listen_queue_cap() -> int | None:
+    """The kernel's cap on listen queues (net.core.somaxconn), or None where it cannot be read."""
+    try:
+        return int(Path("/proc/sys/net/core/somaxconn").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def write_cluster_config(
     run_dir: Path,
     workers: int,
@@ -1638,6 +1663,7 @@ def write_cluster_config(
         "SENTINELS": redis.sentinel_list(),
         "MASTER_NAME": redis.master_name,
         "FIRST_PRIMARY": f"{redis.host}:{redis.nodes[0]}",
+        "BACKLOG": str(LISTEN_BACKLOG),
     }
     for template in ("nginx.conf", "nginx-site.conf"):
         (run_dir / template).write_text(render(DEPLOY_DIR / template, values))
@@ -1666,7 +1692,8 @@ def write_cluster_config(
                 f"unix:{host.run_dir}/daphne%(process_num)d.sock:lockfile=1"
                 if host.netns is None
                 else f"tcp:port={DAPHNE_PORT // 100}%(process_num)02d:interface={host.address}"
-            ),
+            )
+            + f":backlog={LISTEN_BACKLOG}",
             "ENVIRONMENT": ",".join(f'{k}="{v}"' for k, v in environment.items()),
         }
         text = render(DEPLOY_DIR / "supervisord.conf", host_values)

@@ -11,15 +11,19 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
+import weakref
 from importlib import import_module
 from typing import Any
 from urllib.parse import parse_qs
 
 from channels.auth import get_user
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
 from django.conf import settings
 
 from apps.core import lobby, protocol, throttle
+from apps.core.coalesce import Coalesced
 from apps.core.consumers import NoDatabaseMixin
 from apps.core.limits import Limiter
 from apps.core.outage import ChannelLayerOutageMixin, is_unreachable
@@ -60,6 +64,26 @@ def _retrieve(task: asyncio.Task) -> None:
     # later as "Task exception was never retrieved", with a traceback.
     if not task.cancelled():
         task.exception()
+
+
+# One notice per process and event loop for any number of presence changes that happen together:
+# every socket that hears it reads the list fresh, so the last notice shows every change before
+# it (apps/core/coalesce.py). A herd of a thousand sockets leaving would otherwise send a
+# thousand notices, each to every socket still in the lobby.
+_notices: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Coalesced[None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def tell_the_lobby() -> None:
+    """Tell every lobby socket, on every process, that presence changed (coalesced)."""
+    loop = asyncio.get_running_loop()
+    notice = _notices.get(loop)
+    if notice is None:
+        notice = _notices[loop] = Coalesced(
+            lambda: get_channel_layer().group_send(LOBBY, {"type": "presence.changed"})
+        )
+    await notice()
 
 
 class LobbyConsumer(
@@ -123,30 +147,43 @@ class LobbyConsumer(
         self.username = self.user.get_username()
         self.limiter = Limiter("lobby")
         self.presence = get_presence()
-        await self.send_json({"type": "hello", "user": self.username, "process": os.getpid()})
-        # In the user's group already (SessionEndedMixin): a logout anywhere closes this socket.
-        await self.channel_layer.group_add(LOBBY, self.channel_name)
+        # `channel`: this socket's name in the channel layer, the one its groups hold (a load
+        # test checks the lobby group against the channels of the sockets still open).
+        await self.send_json(
+            {
+                "type": "hello",
+                "user": self.username,
+                "process": os.getpid(),
+                "channel": self.channel_name,
+            }
+        )
+        # Joined before the joining is done: a socket that goes (or a server that gives up on
+        # it) halfway through must still leave whatever of the lobby it got into. It is in the
+        # user's group already (SessionEndedMixin): a logout anywhere closes this socket.
         self.joined = True
+        await self.channel_layer.group_add(LOBBY, self.channel_name)
         # In the group before reading the history: a message stored after the read arrives
         # live. Channels dispatches one message at a time, so live ones wait in the channel
         # layer until connect() returns, and lobby_chat drops those the history already sent.
         await self.resume()
         if await self.presence.join(self.channel_name, self.username):
-            await self.channel_layer.group_send(LOBBY, {"type": "presence.changed"})
+            await tell_the_lobby()
         else:
             await self.send_presence()  # nobody else needs to hear of another tab
         self.heartbeat = asyncio.create_task(self.beat())
 
     async def resume(self) -> None:
-        """Send what the client missed since `?after=<id>`, announced by a `resume` envelope."""
+        """
+        Send what the client missed since `?after=<id>`, announced by a `resume` envelope; a
+        fresh client (no `after`) gets the lobby's recent messages the same way, `"after":
+        null`, as a fresh lobby stream does (apps/sse).
+        """
         try:
             after = resume_after(self.scope)
         except protocol.BadMessage as bad:
             await self.send_json(bad.envelope)
             return
-        if after is None:
-            return
-        found = await lobby.since(after)
+        found = await (lobby.recent() if after is None else lobby.since(after))
         await self.send_json(
             {
                 "type": "resume",
@@ -160,7 +197,7 @@ class LobbyConsumer(
             await self.send_chat(message)
         if found.messages:
             self.resumed_to = found.messages[-1]["id"]
-        elif found.complete:
+        elif found.complete and after is not None:
             self.resumed_to = after  # live copies of what the client has seen are dropped
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -238,21 +275,30 @@ class LobbyConsumer(
 
     async def beat(self) -> None:
         """Every third of the TTL: check the session still holds, and refresh presence."""
-        while True:
-            await asyncio.sleep(settings.PRESENCE_TTL / 3)
+        interval = settings.PRESENCE_TTL / 3
+        # The first beat at a random point of the interval: sockets that arrived in a herd
+        # would otherwise beat in a herd, every interval, for as long as they stay.
+        await asyncio.sleep(random.uniform(0, interval))
+        # `joined` is read after every step: leave() cancels this task, but on Python 3.11 a
+        # Redis command can swallow the cancellation (redis-py's asyncio.wait_for around its
+        # socket writes; python/cpython#86296), and a heartbeat that went on beating kept
+        # leave() waiting until daphne killed the consumer, its leave never done.
+        while self.joined:
             try:
                 if not await self.session_holds():
                     await self.end(CLOSE_UNAUTHENTICATED, "session ended")
                     return
                 # Also prunes expired entries: a dead process's users go offline here.
-                if await self.presence.join(self.channel_name, self.username):
-                    await self.channel_layer.group_send(LOBBY, {"type": "presence.changed"})
+                if self.joined and await self.presence.join(self.channel_name, self.username):
+                    await tell_the_lobby()
             except Exception as error:
                 if is_unreachable(error):
                     # No heartbeat can keep this socket in the lobby: close it, 4503.
                     await self.layer_unreachable(error)
                     return
                 logger.exception("lobby heartbeat of %s failed; next beat retries", self.username)
+            if self.joined:
+                await asyncio.sleep(interval)
 
     async def session_holds(self) -> bool:
         """Whether the session still logs in this user (not expired, flushed or re-keyed)."""
@@ -271,22 +317,24 @@ class LobbyConsumer(
         if not self.joined:
             return
         self.joined = False
-        if self.heartbeat is not None and self.heartbeat is not asyncio.current_task():
-            self.heartbeat.cancel()
-            await asyncio.wait({self.heartbeat})  # its last refresh must not follow our removal
-        # A task of its own, shielded: cancelling this consumer (a server shutting down) must
-        # not stop it halfway, with the groups left or the presence entry still there.
-        self.leaving = asyncio.ensure_future(self.forget())
+        # A task of its own, shielded, from stopping the heartbeat to the last Redis call:
+        # cancelling this consumer at any point of it (a server shutting down, or daphne giving
+        # up on a consumer whose leave waits its turn in a herd) must not stop it halfway, with
+        # the socket's channel left in the groups or its presence entry still there.
+        self.leaving = asyncio.ensure_future(self.forget(asyncio.current_task()))
         self.leaving.add_done_callback(_retrieve)
         await asyncio.shield(self.leaving)
 
-    async def forget(self) -> None:
-        """Leave the groups and drop this socket's presence entry, telling the lobby."""
+    async def forget(self, caller: asyncio.Task | None = None) -> None:
+        """Stop the heartbeat, leave the groups, drop the presence entry, tell the lobby."""
+        if self.heartbeat is not None and self.heartbeat is not caller:
+            self.heartbeat.cancel()
+            await asyncio.wait({self.heartbeat})  # its last refresh must not follow our removal
         await self.channel_layer.group_discard(LOBBY, self.channel_name)
         # Channels leaves the consumer's groups at disconnect, which a shutdown never delivers.
         await self.channel_layer.group_discard(user_group(self.user.pk), self.channel_name)
         if await self.presence.leave(self.channel_name, self.username):
-            await self.channel_layer.group_send(LOBBY, {"type": "presence.changed"})
+            await tell_the_lobby()
 
     async def leave_within(self, seconds: float) -> None:
         """Leave, giving up quietly after `seconds` or if Redis is unreachable."""

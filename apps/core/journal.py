@@ -18,14 +18,12 @@ keeps its newest `PER_OWNER` / `PER_ADDRESS`), so one client flooding new ids on
 own; a connection without the cookie is simply not journaled.
 """
 
-import asyncio
 import hashlib
 import json
 import logging
 import re
 import secrets
 import time
-import weakref
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,8 +65,6 @@ class Journal:
 
 
 _journals: OrderedDict[str, Journal] = OrderedDict()
-# One client per event loop: a Redis connection belongs to the loop that opened it.
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Redis] = weakref.WeakKeyDictionary()
 
 
 def _summary(direction: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -91,14 +87,8 @@ def _summary(direction: str, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def _redis() -> Redis | None:
-    """The running loop's Redis client when Redis is configured, else None (process memory)."""
-    if not redis_clients.configured():
-        return None
-    loop = asyncio.get_running_loop()
-    client = _clients.get(loop)
-    if client is None:
-        client = _clients[loop] = redis_clients.connect()
-    return client
+    """The running loop's shared Redis client when Redis is configured, else None (memory)."""
+    return redis_clients.shared() if redis_clients.configured() else None
 
 
 def storage_key(owner: str, journal_id: str) -> str:
@@ -226,9 +216,7 @@ async def read(owner: str | None, journal_id: str) -> list[dict[str, Any]]:
 
 async def close_journal() -> None:
     """Close the running loop's Redis client, if it has one (tests call this)."""
-    client = _clients.pop(asyncio.get_running_loop(), None)
-    if client is not None:
-        await redis_clients.disconnect(client)
+    await redis_clients.close_shared()
 
 
 def journal_id(scope: dict[str, Any]) -> str | None:

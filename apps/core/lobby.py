@@ -20,7 +20,9 @@ client that saw an earlier history's ids learns that its resume is not complete 
 silently skipping new messages whose ids it thinks it has seen.
 
 The history keeps the last `settings.LOBBY_HISTORY` (default HISTORY_SIZE) messages; the
-guide (docs/reliability.md, "The lobby resumes") says why that many.
+guide (docs/reliability.md, "The lobby resumes") says why that many. A client that has seen
+nothing yet (a fresh socket or stream) gets `recent()`: the last `settings.LOBBY_RECENT` (default
+RECENT_SIZE) of them, whatever the client.
 
 The group LOBBY_GROUP carries `lobby.chat` messages (the dict `publish` returns) and, from the
 socket lobby, `presence.changed` (no other keys): a consumer in the group that does not show
@@ -46,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 LOBBY_GROUP = "lobby"
 HISTORY_SIZE = 1000  # messages kept, unless settings.LOBBY_HISTORY says otherwise
+RECENT_SIZE = 50  # messages a fresh client gets, unless settings.LOBBY_RECENT says otherwise
 STREAM_KEY = "lobby:history"
 META_KEY = "lobby:meta"  # hash: "first" (the history's first id), "last" (its latest id)
 # Ids stay exact in JavaScript (Number) below 2**53: microseconds until the year 2255.
@@ -94,6 +97,16 @@ def _resume(
     return Resume(found, complete, oldest)
 
 
+def _recent(found: list[Message], first: int | None, oldest: int | None) -> Resume:
+    """
+    Judge what a fresh client gets: `found`, the newest kept messages (oldest first), is
+    complete when nothing was said before them since the history began (its `first` id).
+    """
+    if not found:
+        return Resume([], first is None, oldest)
+    return Resume(found, found[0]["id"] == first, oldest)
+
+
 class History(Protocol):
     """Where lobby messages are numbered and kept."""
 
@@ -102,6 +115,9 @@ class History(Protocol):
 
     async def since(self, after: int) -> Resume:
         """The stored messages with an id above `after`, oldest first."""
+
+    async def recent(self, count: int) -> Resume:
+        """The newest `count` stored messages, oldest first."""
 
 
 class MemoryHistory:
@@ -127,6 +143,12 @@ class MemoryHistory:
         found = [dict(m) for m in self.messages if m["id"] > after]
         oldest = self.messages[0]["id"] if self.messages else None
         return _resume(after, found, self.first, oldest, self.last if self.first else None)
+
+    async def recent(self, count: int) -> Resume:
+        """The newest `count` stored messages, oldest first."""
+        found = [dict(m) for m in list(self.messages)[-count:]] if count > 0 else []
+        oldest = self.messages[0]["id"] if self.messages else None
+        return _recent(found, self.first, oldest)
 
 
 # One script, so numbering and storing are one step: the stream always holds increasing ids,
@@ -242,19 +264,36 @@ class RedisHistory:
             pipe.xrange(STREAM_KEY, min=f"{after + 1}-0", max="+")
             pipe.xrange(STREAM_KEY, min="-", max="+", count=1)
             (first, last), entries, head = await pipe.execute()
-        found = [
-            _chat(int(entry_id.split("-")[0]), f["user"], f["text"], float(f["at"]))
-            for entry_id, f in entries
-        ]
+        found = [self._message(entry_id, fields) for entry_id, fields in entries]
         oldest = int(head[0][0].split("-")[0]) if head else None
         first_id = int(first) if first is not None else None
         last_id = int(last) if last is not None else None
         return _resume(after, found, first_id, oldest, last_id)
 
+    async def recent(self, count: int) -> Resume:
+        """The newest `count` stored messages, oldest first."""
+        if count <= 0:
+            return _recent([], None, None)
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.hget(META_KEY, "first")
+            pipe.xrevrange(STREAM_KEY, max="+", min="-", count=count)
+            pipe.xrange(STREAM_KEY, min="-", max="+", count=1)
+            first, entries, head = await pipe.execute()
+        found = [self._message(entry_id, fields) for entry_id, fields in reversed(entries)]
+        oldest = int(head[0][0].split("-")[0]) if head else None
+        return _recent(found, int(first) if first is not None else None, oldest)
 
-# One history per event loop: a Redis client's connections belong to the loop that opened them.
-# A server process has one loop (so one memory history per process); a test suite has one loop
-# per test, so every test starts with an empty memory history.
+    @staticmethod
+    def _message(entry_id: str, fields: dict[str, str]) -> Message:
+        return _chat(
+            int(entry_id.split("-")[0]), fields["user"], fields["text"], float(fields["at"])
+        )
+
+
+# One history per event loop: a Redis client's connections belong to the loop that opened them
+# (the Redis one uses the loop's shared, bounded client: apps/core/redis_clients.py). A server
+# process has one loop (so one memory history per process); a test suite has one loop per
+# test, so every test starts with an empty memory history.
 _histories: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, History] = (
     weakref.WeakKeyDictionary()
 )
@@ -276,7 +315,7 @@ def get_history() -> History:
         size = getattr(settings, "LOBBY_HISTORY", HISTORY_SIZE)
         if redis_clients.configured():
             history = RedisHistory(
-                redis_clients.connect(decode_responses=True),
+                redis_clients.shared(),
                 size,
                 replicas=replicas_to_wait_for(),
                 wait_ms=getattr(settings, "LOBBY_REPLICA_WAIT_MS", 1000),
@@ -289,9 +328,8 @@ def get_history() -> History:
 
 async def close_history() -> None:
     """Forget the running loop's history, closing its Redis connections (tests call this)."""
-    history = _histories.pop(asyncio.get_running_loop(), None)
-    if isinstance(history, RedisHistory):
-        await redis_clients.disconnect(history.client)
+    if isinstance(_histories.pop(asyncio.get_running_loop(), None), RedisHistory):
+        await redis_clients.close_shared()
 
 
 async def publish(user: str, text: str) -> Message:
@@ -306,3 +344,8 @@ async def since(last_id: int) -> Resume:
     if isinstance(last_id, bool) or not isinstance(last_id, int) or not 0 <= last_id <= MAX_ID:
         raise ValueError(f"last_id must be an integer from 0 to {MAX_ID}, not {last_id!r}")
     return await get_history().since(last_id)
+
+
+async def recent() -> Resume:
+    """What a client that has seen nothing yet gets: the newest `settings.LOBBY_RECENT`."""
+    return await get_history().recent(getattr(settings, "LOBBY_RECENT", RECENT_SIZE))

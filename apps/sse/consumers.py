@@ -287,7 +287,12 @@ class LobbyStreamConsumer(EventStreamConsumer):
             event="hello",
         )
         self.last_id = resumed_from or 0
-        await self.catch_up(report_gap=resumed_from is not None)
+        if resumed_from is None:
+            # A fresh stream: the lobby's recent messages, as a fresh socket gets them.
+            for message in (await lobby.recent()).messages:
+                await self.send_chat(message)
+        else:
+            await self.catch_up(report_gap=True)
         self.later(settings.SSE_SESSION_CHECK_SECONDS, {"type": "sse.session_check"})
 
     async def session_ended(self, event: dict[str, Any]) -> None:

@@ -126,7 +126,14 @@
     if (later) chatLog.insertBefore(item, later);
   }
 
-  function showResume({ missed, complete }) {
+  // A `resume` envelope announces the chat messages that follow it. A fresh socket (no
+  // `after`) gets the lobby's most recent ones, the same as a fresh stream on /http/; a socket
+  // that reconnects gets what it missed. Either way showChat keeps each id once, in order.
+  function showResume({ after, missed, complete }) {
+    if (after === null) {
+      if (!complete) append("note", [`the ${missed} most recent messages; earlier ones are not shown`]);
+      return;
+    }
     if (complete && !missed) return;
     const said = `${missed} message${missed === 1 ? "" : "s"} sent while you were away`;
     append("note", [complete ? said : `${said}; older ones are no longer kept, some are missing`]);

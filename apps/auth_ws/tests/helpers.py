@@ -46,10 +46,17 @@ async def connect(client: AsyncClient | None, path: str = LOBBY) -> WebsocketCom
 
 
 async def join(client: AsyncClient, path: str = LOBBY) -> WebsocketCommunicator:
-    """Connect and read the hello, leaving the presence message to the test."""
+    """
+    Connect and read the hello and the fresh socket's `resume` (with the recent chat it
+    announces), leaving the presence message to the test.
+    """
     comm = await connect(client, path)
     hello = await comm.receive_json_from()
     assert hello["type"] == "hello"
+    resume = await comm.receive_json_from()
+    assert (resume["type"], resume["after"]) == ("resume", None), resume
+    for _ in range(resume["missed"]):
+        assert (await comm.receive_json_from())["type"] == "chat"
     return comm
 
 

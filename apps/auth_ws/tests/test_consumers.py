@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
 from django.db import connections
@@ -100,6 +101,7 @@ async def test_hello_names_the_user_of_the_session(users: None, path: str) -> No
     hello = await comm.receive_json_from()
     assert hello["type"] == "hello"
     assert hello["user"] == "bob"
+    assert (await comm.receive_json_from())["type"] == "resume"
     assert await presence(comm) == ["bob"]
     await comm.disconnect()
 
@@ -271,7 +273,7 @@ async def alice_sees_carol_expire(add_carol: Callable[[], Awaitable[None]]) -> N
     await add_carol()
     alice = await join(client)
     assert await presence(alice) == ["alice", "carol"]
-    assert await presence(alice, within=2) == ["alice"]
+    assert await presence(alice, within=3 * settings.PRESENCE_TTL) == ["alice"]
     assert await get_presence().online() == ["alice"]
     await alice.disconnect()
 
@@ -403,3 +405,35 @@ async def test_a_cancelled_consumer_stops_its_heartbeat(users: None, settings) -
         await comm.future
     await asyncio.sleep(0.5)
     assert await get_presence().online() == []  # nothing refreshes alice's entry any more
+
+
+async def test_a_heartbeat_that_swallows_its_cancellation_still_lets_the_socket_leave(
+    users: None, settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    On Python 3.11 a Redis command can swallow the cancellation of the task that awaits it
+    (redis-py wraps socket writes in asyncio.wait_for: python/cpython#86296). A heartbeat
+    caught that way used to beat on, and the socket's leave waited for it forever.
+    """
+    settings.PRESENCE_TTL = 0.15  # a heartbeat every 50 ms
+    refreshing = asyncio.Event()
+    inside = asyncio.Event()
+    store = get_presence()
+    join_entry = store.join
+
+    async def join_like_redis_on_python_311(channel: str, username: str) -> bool:
+        if not refreshing.is_set():
+            return await join_entry(channel, username)  # the socket's own join, at connect
+        refreshing.clear()
+        inside.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.2)  # the command was answered as the cancellation came
+        return await join_entry(channel, username)
+
+    monkeypatch.setattr(store, "join", join_like_redis_on_python_311)
+    comm = await join(await log_in("alice"))
+    assert await presence(comm) == ["alice"]
+    refreshing.set()
+    await asyncio.wait_for(inside.wait(), 2)  # a heartbeat is inside its refresh
+    await asyncio.wait_for(comm.disconnect(), 2)
+    assert await store.online() == []

@@ -115,8 +115,8 @@ class LobbyClient:
             received.append(message)
             if message["type"] == "chat":
                 self.last_id = max(self.last_id, message["id"])
-            elif message["type"] == "resume":
-                self.resumes.append(message)
+            elif message["type"] == "resume" and message["after"] is not None:
+                self.resumes.append(message)  # a resume after a reconnect, not a fresh join
 
     async def chat(self, text: str) -> bool:
         """Say something in the lobby; False if the socket was closed."""

@@ -77,6 +77,7 @@ async def exchange(cookie: bytes, sequence: list[Frame]) -> None:
     comm = communicator("/ws/auth/", cookie=cookie)
     assert (await comm.connect())[0]
     assert (await comm.receive_json_from())["type"] == "hello"
+    assert (await comm.receive_json_from())["type"] == "resume"  # nothing said yet: no chat
     assert await comm.receive_json_from() == {"type": "presence", "users": ["alice"]}
     allowed = 0
     closed = False

@@ -19,7 +19,7 @@ from django.contrib.auth import get_user_model
 from django.db import connections
 from redis.asyncio import Redis
 
-from apps.auth_ws.presence import close_presence
+from apps.auth_ws.presence import close_presence, get_presence
 from apps.auth_ws.tests.helpers import PASSWORD, log_in, session_cookie
 from apps.core import lobby
 from apps.core.tests.contract import communicator
@@ -120,11 +120,33 @@ async def test_resume_sends_what_was_missed_in_order_then_live(users: None, stor
     await again.disconnect()
 
 
-async def test_without_after_there_is_no_resume(users: None, store: str) -> None:
-    await lobby.publish("alice", "old")
+async def test_without_after_the_recent_messages_come_first_then_live(
+    users: None, store: str, settings
+) -> None:
+    settings.LOBBY_RECENT = 3
+    empty = await open_lobby("bob")
+    assert await until_presence(empty) == [
+        {"type": "resume", "after": None, "missed": 0, "complete": True, "oldest": None}
+    ]
+    await empty.disconnect()
+    ids = [(await lobby.publish("alice", f"m{n}"))["id"] for n in range(5)]
     bob = await open_lobby("bob")
-    assert await until_presence(bob) == []
+    resume, *recent = await until_presence(bob)
+    # The newest three of the five, oldest first; two older ones are kept but not sent.
+    assert resume == {"type": "resume", "after": None, "missed": 3, "complete": False,
+                      "oldest": ids[0]}  # fmt: skip
+    assert [(c["type"], c["id"], c["text"]) for c in recent] == [
+        ("chat", ids[n], f"m{n}") for n in (2, 3, 4)
+    ]
+    live = await lobby.publish("alice", "live")
+    assert [c["id"] for c in await chats(bob, 1)] == [live["id"]]
     await bob.disconnect()
+    settings.LOBBY_RECENT = 50  # more than the history holds: all of it, complete
+    carol = await open_lobby("bob")
+    resume, *recent = await until_presence(carol)
+    assert (resume["missed"], resume["complete"]) == (6, True)
+    assert [c["id"] for c in recent] == [*ids, live["id"]]
+    await carol.disconnect()
 
 
 async def test_exactly_once_when_messages_arrive_during_the_resume(
@@ -234,6 +256,7 @@ async def test_a_server_shutting_down_closes_4503_and_drops_presence_at_once(
     alice = await open_lobby("alice")
     await until_presence(alice)
     bob = await open_lobby("bob")
+    assert (await bob.receive_json_from(2))["type"] == "resume"  # a fresh socket's, empty
     assert (await bob.receive_json_from(2))["users"] == ["alice", "bob"]
     alice.future.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -255,6 +278,7 @@ async def test_a_shutdown_that_catches_a_socket_leaving_still_drops_its_presence
     alice = await open_lobby("alice")
     await until_presence(alice)
     bob = await open_lobby("bob")
+    assert (await bob.receive_json_from(2))["type"] == "resume"  # a fresh socket's, empty
     assert (await bob.receive_json_from(2))["users"] == ["alice", "bob"]
     # Make the leave slow enough to be caught halfway by the cancellation.
     leaving = asyncio.Event()
@@ -274,3 +298,74 @@ async def test_a_shutdown_that_catches_a_socket_leaving_still_drops_its_presence
     presence = await bob.receive_json_from(3)
     assert presence == {"type": "presence", "users": ["bob"]}
     await bob.disconnect()
+
+
+async def lobby_members() -> set[str]:
+    """The lobby group's channels, as the channel layer holds them (memory or Redis)."""
+    layer = get_channel_layer()
+    if hasattr(layer, "groups"):  # InMemoryChannelLayer
+        return set(layer.groups.get(lobby.LOBBY_GROUP, {}))
+    async with Redis.from_url(layer.hosts[0]["address"]) as client:
+        return {m.decode() for m in await client.zrange(layer._group_key(lobby.LOBBY_GROUP), 0, -1)}
+
+
+async def test_a_socket_given_up_on_while_joining_leaves_the_lobby_group(
+    users: None, store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Daphne gives up on a consumer (shutdown, or its close timeout) halfway into the lobby."""
+    layer = get_channel_layer()
+    halfway = asyncio.Event()
+    group_add = layer.group_add
+
+    async def slow_second_add(group: str, channel: str) -> None:
+        await group_add(group, channel)
+        if group != lobby.LOBBY_GROUP:  # in the lobby group already: now the user's group
+            halfway.set()
+            await asyncio.sleep(5)
+
+    monkeypatch.setattr(layer, "group_add", slow_second_add)
+    alice = communicator("/ws/auth/", cookie=session_cookie(await log_in("alice")))
+    assert (await alice.connect())[0]
+    await asyncio.wait_for(halfway.wait(), 2)
+    assert len(await lobby_members()) == 1
+    alice.future.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await alice.future
+    assert await lobby_members() == set()  # not a channel nobody reads, until group_expiry
+
+
+async def test_a_socket_given_up_on_while_its_heartbeat_stops_still_leaves(
+    users: None, store: str, settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    The client left while its heartbeat was inside a Redis call that swallowed the
+    cancellation (python/cpython#86296), and daphne gave up on the consumer (its close
+    timeout) before the heartbeat came out: the leave must still happen in full.
+    """
+    settings.PRESENCE_TTL = 0.15  # a heartbeat every 50 ms
+    refreshing, inside = asyncio.Event(), asyncio.Event()
+    presence = get_presence()
+    join_entry = presence.join
+
+    async def join_like_redis_on_python_311(channel: str, username: str) -> bool:
+        if refreshing.is_set():
+            refreshing.clear()
+            inside.set()
+            try:
+                await asyncio.sleep(0.5)
+            except asyncio.CancelledError:
+                await asyncio.sleep(0.5)  # the command's answer comes anyway, the cancel is lost
+        return await join_entry(channel, username)
+
+    monkeypatch.setattr(presence, "join", join_like_redis_on_python_311)
+    alice = await open_lobby("alice")
+    await until_presence(alice)
+    refreshing.set()
+    await asyncio.wait_for(inside.wait(), 2)
+    await alice.send_input({"type": "websocket.disconnect", "code": 1001})
+    await asyncio.sleep(0.05)  # the leave waits for the heartbeat to come out
+    alice.future.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await alice.future
+    assert await lobby_members() == set()
+    assert await presence.online() == []

@@ -197,7 +197,7 @@ async def test_no_secret_in_a_log_record_or_a_reply(
         while not await comm.receive_nothing(0.2):
             replies.append(await comm.receive_output())
 
-    await read_all()  # hello, presence
+    await read_all()  # hello, resume, presence
     frames = [
         '{"type": "info"}',
         '{"type": "who"}',
@@ -214,7 +214,7 @@ async def test_no_secret_in_a_log_record_or_a_reply(
     await comm.disconnect()
 
     types = [json.loads(r["text"])["type"] if "text" in r else r["type"] for r in replies]
-    assert types == ["hello", "presence", "info", "presence", "chat"] + ["error"] * 3 + [
+    assert types == ["hello", "resume", "presence", "info", "presence", "chat"] + ["error"] * 3 + [
         "websocket.close"
     ]
     assert replies[-1]["code"] == 4401

@@ -13,8 +13,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tools.cluster import listen_queues
 from tools.servers import (
     BASE_DIR,
+    LISTEN_BACKLOG,
     PLACEHOLDER,
     Host,
     PostgresProgram,
@@ -68,9 +70,12 @@ def test_supervisord_runs_every_program_with_restarts(tmp_path: Path) -> None:
     daphne = config["program:daphne"]
     assert daphne["numprocs"] == "2"
     command = " ".join(daphne["command"].split())
-    assert f"-e unix:{tmp_path}/daphne%(process_num)d.sock:lockfile=1" in command
+    assert f"-e unix:{tmp_path}/daphne%(process_num)d.sock:lockfile=1:backlog=" in command
     assert "--proxy-headers" in command
-    assert command.endswith("--ping-interval 20 config.asgi:application")
+    # make run's flags, then the cluster's own handshake clock (docs/deploying.md).
+    assert command.endswith(
+        "--ping-interval 20 --websocket_connect_timeout 30 config.asgi:application"
+    )
     assert config["program:worker"]["command"].endswith("manage.py runworker jobs")
     for program in ("redis", "sentinel", "daphne", "worker", "postgres"):
         assert config[f"program:{program}"]["autorestart"] == "true"
@@ -223,3 +228,22 @@ def test_nginx_bounds_the_time_to_send_the_request_headers(tmp_path: Path) -> No
     write_cluster_config(tmp_path, workers=1, port=18080)
     site = (tmp_path / "nginx-site.conf").read_text()
     assert "client_header_timeout 5s;" in site
+
+
+def test_listen_queues_take_a_herd_and_say_what_the_kernel_allows(tmp_path: Path) -> None:
+    """Twisted's default of 50 (nginx's: 511) turned a herd of reconnecting browsers into 502s."""
+    write_cluster_config(tmp_path, workers=2, port=18080)
+    asked = f"backlog={LISTEN_BACKLOG}"
+    assert f"listen 127.0.0.1:18080 {asked};" in (tmp_path / "nginx-site.conf").read_text()
+    daphne = supervisord_config(tmp_path)["program:daphne"]["command"]
+    assert f"sock:lockfile=1:{asked}" in daphne
+    # With HOSTS=3 each daphne listens on TCP, with the same queue.
+    hosts = [Host("a", tmp_path / "a", "10.0.0.1", "netns-a")]
+    write_cluster_config(tmp_path / "three", workers=2, port=18080, hosts=hosts)
+    three = supervisord_config(tmp_path / "a")["program:daphne"]["command"]
+    assert f"interface=10.0.0.1:{asked}" in three
+    assert LISTEN_BACKLOG >= 1000
+    assert "the kernel allows up to 4,096" in listen_queues(cap=4096)
+    lower = listen_queues(cap=128)
+    assert "caps them at 128" in lower
+    assert f"sysctl -w net.core.somaxconn={LISTEN_BACKLOG}" in lower

@@ -100,3 +100,23 @@ async def test_concurrent_publishers_get_distinct_consecutive_ids(history: str) 
     ids = sorted(m["id"] for m in messages)
     assert ids == list(range(ids[0], ids[0] + 5))
     assert [m["id"] for m in (await lobby.since(0)).messages] == ids
+
+
+async def test_recent_is_the_newest_kept_messages_oldest_first(history: str) -> None:
+    assert await lobby.get_history().recent(3) == lobby.Resume([], True, None)
+    ids = await say("a", "b")
+    found = await lobby.get_history().recent(3)
+    # Fewer than asked for: all of them, and nothing was said before them.
+    assert ([m["id"] for m in found.messages], found.complete, found.oldest) == (ids, True, ids[0])
+    ids += await say(*(f"m{n}" for n in range(6)))  # 8 said, 5 kept
+    found = await lobby.get_history().recent(3)
+    assert [m["id"] for m in found.messages] == ids[-3:]
+    assert [m["text"] for m in found.messages] == ["m3", "m4", "m5"]
+    assert (found.complete, found.oldest) == (False, ids[3])
+    assert (await lobby.get_history().recent(0)).messages == []
+
+
+async def test_recent_reads_lobby_recent(history: str, settings) -> None:
+    settings.LOBBY_RECENT = 2
+    ids = await say("a", "b", "c")
+    assert [m["id"] for m in (await lobby.recent()).messages] == ids[1:]

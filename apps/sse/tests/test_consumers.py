@@ -17,6 +17,7 @@ from django.contrib.sessions.models import Session
 from django.db import connections
 from django.test import AsyncClient
 from django.urls import reverse
+from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from apps.core import lobby
@@ -215,6 +216,46 @@ async def alice(alice_client: AsyncClient) -> AsyncIterator[str]:
     await sync_to_async(connections.close_all)()
 
 
+@pytest.fixture(params=["memory", "redis"])
+async def layer_and_history(request: pytest.FixtureRequest, settings) -> AsyncIterator[str]:
+    """The lobby's history and channel layer in memory, or both in Redis (database 6)."""
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_url").rsplit("/", 1)[0] + "/6"
+        async with Redis.from_url(url) as client:
+            await client.flushdb()
+        settings.REDIS_URL = url
+        settings.CHANNEL_LAYERS = {
+            "default": {
+                "BACKEND": "apps.core.layers.RedisChannelLayer",
+                "CONFIG": {"hosts": [url]},
+            }
+        }
+    yield request.param
+    await lobby.close_history()
+    layer = get_channel_layer()
+    if hasattr(layer, "close_pools"):
+        await layer.close_pools()
+
+
+async def test_a_fresh_lobby_stream_gets_the_recent_messages_then_live(
+    layer_and_history: str, alice: str, settings
+) -> None:
+    settings.LOBBY_RECENT = 3
+    said = [await lobby.publish("bob", f"m{n}") for n in range(5)]
+    stream = Stream(LOBBY, headers=[(b"cookie", alice.encode())])
+    await stream.start()
+    assert (await stream.event("hello"))["data"]["resumed_from"] is None
+    recent = [await stream.event("chat") for _ in range(3)]
+    # The newest three, oldest first, each with its lobby id: what a fresh socket gets too.
+    assert [(int(e["id"]), e["data"]["text"]) for e in recent] == [
+        (m["id"], m["text"]) for m in said[2:]
+    ]
+    live = await lobby.publish("bob", "live")
+    assert int((await stream.event("chat"))["id"]) == live["id"]
+    assert await stream.app.receive_nothing(0.1)
+    await stream.disconnect()
+
+
 async def test_lobby_stream_refuses_anonymous_with_403() -> None:
     response = await HttpCommunicator(application, "GET", LOBBY).get_response()
     assert response["status"] == 403
@@ -226,7 +267,8 @@ async def test_lobby_stream_delivers_group_messages_while_streaming(alice: str) 
     assert (await stream.start())["status"] == 200
     hello = await stream.event("hello")
     assert hello["data"]["user"] == "alice"
-    # History first (everything, on a first connect), then live messages from the group.
+    # The recent history first (none yet, or what earlier tests of this loop said), then
+    # live messages from the group.
     published = [await lobby.publish("bob", f"hi {n}") for n in range(3)]
     received = []
     while len(received) < 3 or received[-1]["data"]["id"] != published[-1]["id"]:
@@ -287,18 +329,21 @@ async def test_lobby_stream_ignores_other_group_messages(alice: str) -> None:
     await stream.disconnect()
 
 
-@pytest.mark.parametrize("fails", ["group_add", "since"])
+@pytest.mark.parametrize("fails", ["group_add", "history"])
 async def test_unreachable_redis_ends_the_stream_with_a_longer_retry(
     alice: str, fails: str, monkeypatch, caplog
 ) -> None:
     async def down(*args: object) -> None:
         raise RedisConnectionError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
 
-    target = get_channel_layer() if fails == "group_add" else lobby
-    monkeypatch.setattr(target, fails, down)
+    if fails == "group_add":
+        monkeypatch.setattr(get_channel_layer(), "group_add", down)
+    else:  # a fresh stream reads the recent messages, a resuming one what followed its id
+        monkeypatch.setattr(lobby, "recent", down)
+        monkeypatch.setattr(lobby, "since", down)
     stream = Stream(LOBBY, headers=[(b"cookie", alice.encode())])
     assert (await stream.start())["status"] == 200  # EventSource retries only after a 200
-    if fails == "since":
+    if fails == "history":
         await stream.event("hello")  # the stream was open when the history failed
     notice = await stream.event("unavailable")
     assert notice["data"] == {"retry_ms": 10_000}
