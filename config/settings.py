@@ -173,8 +173,11 @@ if REDIS_URL or REDIS_SENTINELS:
         # Behind Sentinel, "unreachable" is nearly always a failover under way: the old primary
         # gone, the replica not promoted yet (about 2-3 s here: docs/deploying.md). Clients
         # retry for REDIS_FAILOVER_SECONDS, so sockets, the worker and the lobby ride through it
-        # instead of closing 4503 (or, for a consumer without outage handling, failing).
-        REDIS_FAILOVER_SECONDS = float(os.environ.get("REDIS_FAILOVER_SECONDS") or 10)
+        # instead of closing 4503 (or, for a consumer without outage handling, failing). The
+        # default covers one lost election too: Sentinels whose first vote splits (likelier on
+        # a busy machine) try again only after twice their failover-timeout (2 x 5 s,
+        # deploy/sentinel.conf), so such a failover takes 12-13 s. A 10 s budget ran out first.
+        REDIS_FAILOVER_SECONDS = float(os.environ.get("REDIS_FAILOVER_SECONDS") or 20)
         REDIS_RETRY = Retry(
             ExponentialBackoff(cap=0.5, base=0.05),
             retries=3 + max(0, math.ceil((REDIS_FAILOVER_SECONDS - 0.35) / 0.5)),

@@ -5,12 +5,14 @@ Every assertion reads what `static/js/console.js` recorded from the real WebSock
 (`records`, `readyStates`, `ws`), in Chromium, against daphne serving the real consumers.
 """
 
+import json
+from collections.abc import Callable
+
 import pytest
-from django.conf import settings
 from playwright.sync_api import Page, expect
 
 from e2e.console import Console
-from tools.servers import free_port
+from tools.servers import ServerProcess, free_port
 
 ECHO = "/ws/sc/generic/"
 
@@ -156,11 +158,21 @@ def test_subprotocol_negotiation_is_visible_in_ws_protocol(console: Console) -> 
 # ---------------------------------------------------------------------------- limits
 
 
-def test_too_many_messages_close_4429(console: Console) -> None:
-    limits = settings.WS_LIMITS["echo"]
+# A bucket that refills slowly: with the default 100 messages a second, a server slowed by a
+# busy machine read the burst so late that the bucket had refilled and never ran dry.
+SLOW_BUCKET = {"messages_per_second": 1, "burst": 20}
+
+
+def test_too_many_messages_close_4429(
+    page: Page, start_server: Callable[..., ServerProcess]
+) -> None:
+    limits = SLOW_BUCKET
+    server = start_server(name="daphne-4429", env={"WS_LIMITS": json.dumps({"echo": limits})})
+    console = Console.open(page, server.http_url + "/sync/")
     console.connect(ECHO, reconnect=False)
     since = console.mark()
-    # Far more than the burst, at once: the bucket cannot refill in time.
+    # Twice the burst, at once: even a server that takes seconds to read them all has refilled
+    # only a few tokens by then.
     console.run(
         "(c, n) => { for (let i = 0; i < n; i += 1) c.sendText(String(i)); }", limits["burst"] * 2
     )

@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import xmlrpc.client
 from collections.abc import Callable, Iterator, Mapping
@@ -45,11 +46,22 @@ SCRUBBED = (
 )
 
 
+# Ports this process has handed out: two servers started side by side each ask for a port
+# before either binds, and the kernel may offer the same free port twice.
+_given_ports: set[int] = set()
+_given_lock = threading.Lock()
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port on 127.0.0.1 that nothing listens on now, and not given out here before."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        with _given_lock:
+            if port not in _given_ports:
+                _given_ports.add(port)
+                return port
 
 
 def page_origin(url: str) -> str:

@@ -50,6 +50,8 @@ def lobby_server(settings, url: str, transactional_db: None) -> Iterator[ServerP
         **database_env(settings.DATABASES["default"]),
         REDIS_MAX_CONNECTIONS=str(POOL),
         PRESENCE_TTL="30",
+        # A herd of one user from one address: lift the limits per user and address (4429).
+        WS_LIMITS=json.dumps({"connections": {"per_user": 0, "per_address": 0}}),
     )
     # The cluster's handshake clock (deploy/supervisord.conf): a handshake may wait its turn.
     with running(start_daphne(env, extra_args=("--websocket_connect_timeout", "30"))) as server:

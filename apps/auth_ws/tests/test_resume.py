@@ -317,13 +317,15 @@ async def test_a_socket_given_up_on_while_joining_leaves_the_lobby_group(
     halfway = asyncio.Event()
     group_add = layer.group_add
 
-    async def slow_second_add(group: str, channel: str) -> None:
+    async def slow_lobby_add(group: str, channel: str) -> None:
         await group_add(group, channel)
-        if group != lobby.LOBBY_GROUP:  # in the lobby group already: now the user's group
+        # The user's group is joined before connect() (SessionEndedMixin); the lobby's comes
+        # after the accept. In the lobby group now, connect() not finished: the server gives up.
+        if group == lobby.LOBBY_GROUP:
             halfway.set()
             await asyncio.sleep(5)
 
-    monkeypatch.setattr(layer, "group_add", slow_second_add)
+    monkeypatch.setattr(layer, "group_add", slow_lobby_add)
     alice = communicator("/ws/auth/", cookie=session_cookie(await log_in("alice")))
     assert (await alice.connect())[0]
     await asyncio.wait_for(halfway.wait(), 2)

@@ -184,4 +184,4 @@ def settings_retry():
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialBackoff
 
-    return Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=23)
+    return Retry(ExponentialBackoff(cap=0.5, base=0.05), retries=43)  # 20 s
