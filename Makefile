@@ -176,8 +176,11 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# UNIT_WORKERS processes side by side (pytest-xdist), each with its own test database, Redis and
+# PostgreSQL: most tests wait on servers, timers and failovers. UNIT_WORKERS=0: one process.
+UNIT_WORKERS ?= 2
 unit: install
-	$(BIN)/pytest apps
+	$(BIN)/pytest apps -n $(UNIT_WORKERS)
 
 # A separate pytest run: sync Playwright and pytest-asyncio break each other in one process.
 # E2E_WORKERS processes side by side (pytest-xdist): the tests mostly wait on servers and
@@ -188,7 +191,8 @@ unit: install
 E2E_WORKERS ?= 3
 REQUIRE_ENGINES ?= $(shell [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && echo 1)
 e2e: install system-deps
-	SHOWCASE_REQUIRE_ENGINES=$(REQUIRE_ENGINES) $(BIN)/pytest e2e -n $(E2E_WORKERS) --dist loadgroup \
+	SHOWCASE_REQUIRE_ENGINES=$(REQUIRE_ENGINES) TEST_DATABASE_PATH=$(CURDIR)/test-db-e2e.sqlite3 \
+	  $(BIN)/pytest e2e -n $(E2E_WORKERS) --dist loadgroup \
 	  --ignore=e2e/hosts
 
 # The slow fault scenarios, beside `make test` (CI runs both; docs/testing.md): `make cluster

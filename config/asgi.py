@@ -7,11 +7,12 @@ The ASGI entry point: one ProtocolTypeRouter, composed from every app's routes.
 
 import os
 
-from django.core.asgi import get_asgi_application
+from apps.core.handlers import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-# Django must be set up before any consumer (and so any model) is imported.
+# Django must be set up before any consumer (and so any model) is imported. Django's handler,
+# less a shutdown fault of Django 5.2 (apps/core/handlers.py).
 django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402

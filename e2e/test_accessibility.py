@@ -109,7 +109,8 @@ def say(page: Page, text: str) -> None:
     """Chat in the lobby on /auth/, and wait for the line to show."""
     page.get_by_role("textbox", name="Message").fill(text)
     page.get_by_role("button", name="Send", exact=True).click()
-    page.locator("[data-chat-log] li[data-id]").wait_for()
+    # Its own line: the lobby may show recent lines of other tests too (LOBBY_RECENT).
+    page.locator("[data-chat-log] li[data-id]", has_text=text.strip()).last.wait_for()
 
 
 def chatting_lobby(page: Page) -> None:

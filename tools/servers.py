@@ -646,6 +646,36 @@ def sentinel_command(config: Path) -> list[str]:
     return [binary, str(config), "--sentinel"]
 
 
+def run_sentinel_node(argv: list[str]) -> None:
+    """
+    `python -m tools.servers sentinel-node CONFIG --first-primary HOST:PORT`: become a Sentinel
+    of a group. On its first start it waits (up to REJOIN_LIMIT_SECONDS) for the first primary
+    to listen. The primary starts through `redis-node`, a Python process, which on a busy
+    machine took 4 s to reach redis-server; a Sentinel started at once judged it down after
+    DOWN_AFTER_MS and failed over to the replica before anything had run. Later starts (a
+    crashed Sentinel, restarted by supervisord) go straight on: the group is running by then.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m tools.servers sentinel-node")
+    parser.add_argument("config", type=Path)
+    parser.add_argument("--first-primary", required=True, help="host:port")
+    args = parser.parse_args(argv)
+    marker = args.config.parent / "started-once"
+    if not marker.exists():
+        marker.touch()
+        host, _, port = args.first_primary.rpartition(":")
+        deadline = time.monotonic() + REJOIN_LIMIT_SECONDS
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection((host, int(port)), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+    command = sentinel_command(args.config)
+    os.execv(command[0], command)  # noqa: S606 (supervisord runs this Sentinel by its pid)
+
+
 def run_redis_node(argv: list[str]) -> None:
     """
     `python -m tools.servers redis-node CONFIG ...`: become one Redis server of a group, in the
@@ -1664,7 +1694,6 @@ def write_cluster_config(
         "ROOT": str(BASE_DIR),
         "RUN": str(run_dir),
         "PYTHON": sys.executable,
-        "REDIS_SERVER": find_binary("redis-server", "/usr/bin/redis-server"),
         "DAPHNE_FLAGS": " ".join(daphne_args),
         "APP": app,
         "USER": getpass.getuser(),
@@ -2179,6 +2208,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(with_postgres(command))
     if argv[:1] == ["redis-node"]:
         run_redis_node(argv[1:])
+        return
+    if argv[:1] == ["sentinel-node"]:
+        run_sentinel_node(argv[1:])
         return
 
     parser = argparse.ArgumentParser(prog="python -m tools.servers")

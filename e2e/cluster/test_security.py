@@ -16,11 +16,12 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
 from websockets.sync.client import connect as ws_connect
 
+from apps.core.tests.databases import on, postgres_alias
 from e2e.cluster.helpers import log_in_over_http
 from e2e.foreign import assert_nothing_reached, foreign_outcomes
 from tools.servers import Cluster
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = on(postgres_alias(), transaction=True)
 
 # deploy/nginx-site.conf: client_header_timeout.
 HEADER_SECONDS = 5

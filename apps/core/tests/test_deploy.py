@@ -6,9 +6,11 @@ The cluster itself runs in the browser suite (e2e/cluster/).
 """
 
 import configparser
+import contextlib
 import json
 import os
 import secrets
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +18,7 @@ from pathlib import Path
 from tools.cluster import listen_queues
 from tools.servers import (
     BASE_DIR,
+    DOWN_AFTER_MS,
     LISTEN_BACKLOG,
     PLACEHOLDER,
     Host,
@@ -23,7 +26,9 @@ from tools.servers import (
     RedisGroup,
     debug_refusal,
     find_binary,
+    free_port,
     postgres_os_user,
+    wait_for_port,
     write_cluster_config,
 )
 
@@ -84,7 +89,7 @@ def test_supervisord_runs_every_program_with_restarts(tmp_path: Path) -> None:
     assert config["program:redis"]["numprocs"] == "2"
     assert "-m tools.servers redis-node" in config["program:redis"]["command"]
     assert config["program:sentinel"]["numprocs"] == "3"
-    assert config["program:sentinel"]["command"].endswith("--sentinel")
+    assert "-m tools.servers sentinel-node" in config["program:sentinel"]["command"]
     cluster = json.loads((tmp_path / "cluster.json").read_text())
     sentinels = ",".join(f"127.0.0.1:{port}" for port in cluster["redis"]["sentinels"])
     assert f'REDIS_SENTINELS="{sentinels}"' in config["supervisord"]["environment"]
@@ -247,3 +252,29 @@ def test_listen_queues_take_a_herd_and_say_what_the_kernel_allows(tmp_path: Path
     lower = listen_queues(cap=128)
     assert "caps them at 128" in lower
     assert f"sysctl -w net.core.somaxconn={LISTEN_BACKLOG}" in lower
+
+
+def test_a_sentinel_first_starts_once_the_first_primary_listens(tmp_path: Path) -> None:
+    """A Sentinel started before its primary would judge it down and fail over at boot."""
+    primary, port = free_port(), free_port()
+    config = tmp_path / "sentinel.conf"
+    config.write_text(
+        f"bind 127.0.0.1\nport {port}\ndir {tmp_path}\n"
+        f"sentinel monitor showcase 127.0.0.1 {primary} 2\n"
+    )
+    command = [sys.executable, "-m", "tools.servers", "sentinel-node", str(config)]
+    sentinel = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
+        [*command, "--first-primary", f"127.0.0.1:{primary}"], cwd=BASE_DIR
+    )
+    try:
+        # Longer than a Sentinel needs to call a silent primary down: still waiting.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            sentinel.wait(2 * DOWN_AFTER_MS / 1000)
+        assert sentinel.poll() is None
+        assert b"sentinel-node" in Path(f"/proc/{sentinel.pid}/cmdline").read_bytes()
+        with socket.create_server(("127.0.0.1", primary)):
+            wait_for_port(port, sentinel)  # the same process, now redis-server --sentinel
+        assert b"sentinel-node" not in Path(f"/proc/{sentinel.pid}/cmdline").read_bytes()
+    finally:
+        sentinel.terminate()
+        sentinel.wait(10)
