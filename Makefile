@@ -180,7 +180,7 @@ lint: install
 # PostgreSQL: most tests wait on servers, timers and failovers. UNIT_WORKERS=0: one process.
 UNIT_WORKERS ?= 2
 unit: install
-	$(BIN)/pytest apps -n $(UNIT_WORKERS)
+	$(BIN)/pytest apps -n $(UNIT_WORKERS) --durations=10
 
 # A separate pytest run: sync Playwright and pytest-asyncio break each other in one process.
 # E2E_WORKERS processes side by side (pytest-xdist): the tests mostly wait on servers and
@@ -192,7 +192,7 @@ E2E_WORKERS ?= 3
 REQUIRE_ENGINES ?= $(shell [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && echo 1)
 e2e: install system-deps
 	SHOWCASE_REQUIRE_ENGINES=$(REQUIRE_ENGINES) TEST_DATABASE_PATH=$(CURDIR)/test-db-e2e.sqlite3 \
-	  $(BIN)/pytest e2e -n $(E2E_WORKERS) --dist loadgroup \
+	  $(BIN)/pytest e2e -n $(E2E_WORKERS) --dist loadgroup --durations=15 \
 	  --ignore=e2e/hosts
 
 # The slow fault scenarios, beside `make test` (CI runs both; docs/testing.md): `make cluster
