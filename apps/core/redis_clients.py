@@ -57,12 +57,31 @@ class FailoverAwareConnection(SentinelManagedConnection):
     async def connect_check_health(
         self, check_health: bool = True, retry_socket_connect: bool = True
     ) -> None:
-        """Connect to the current primary, wherever the Sentinels say it is now."""
-        if self.connection_pool.is_master:
+        """
+        Connect to the current primary, wherever the Sentinels say it is now, asking them again
+        at every attempt. redis-py's own retry of the socket's connect tries one address again
+        and again: the primary that was just killed, for the whole retry budget (20 s behind
+        Sentinel), while another had been promoted; a runworker's receive loop died of it under
+        back-to-back failovers (`make bench-hosts`).
+        """
+        if not self.connection_pool.is_master:
+            await super().connect_check_health(
+                check_health=check_health, retry_socket_connect=retry_socket_connect
+            )
+            return
+        if self.is_connected:
+            return
+
+        async def to_the_primary() -> None:
             self.host, self.port = await self.connection_pool.get_master_address()
-        await super().connect_check_health(
-            check_health=check_health, retry_socket_connect=retry_socket_connect
-        )
+            await SentinelManagedConnection.connect_check_health(
+                self, check_health=check_health, retry_socket_connect=False
+            )
+
+        if retry_socket_connect:
+            await self.retry.call_with_retry(to_the_primary, lambda error: self.disconnect())
+        else:
+            await to_the_primary()
 
 
 def parse_sentinels(text: str) -> list[Address]:

@@ -105,3 +105,33 @@ def test_the_channel_layer_waits_for_its_bounded_named_connections() -> None:
     assert found["name"].endswith(".layer")  # "<host>-<pid>.layer": CLIENT LIST tells who
     # Redis reads outlast BZPOPMIN's 5 s wait (settings.py says why).
     assert found["socket_timeout"] >= found["brpop_timeout"] + 5, found
+
+
+async def test_a_connect_retry_asks_the_sentinels_again(redis_server) -> None:
+    """The first answer is a primary just killed; a retry must not go back to it."""
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    from apps.core.redis_clients import FailoverAwareConnection
+    from tools.servers import free_port
+
+    answers = [("127.0.0.1", free_port()), ("127.0.0.1", redis_server.port)]
+    asked = []
+
+    class Sentinels:
+        """The part of a Sentinel pool a connection asks: where the primary is now."""
+
+        is_master = True
+        check_connection = False
+
+        async def get_master_address(self) -> tuple[str, int]:
+            asked.append(answers[min(len(asked), 1)])
+            return asked[-1]
+
+    connection = FailoverAwareConnection(connection_pool=Sentinels(), retry=Retry(NoBackoff(), 3))
+    try:
+        await connection.connect_check_health(check_health=False)
+        assert connection.port == redis_server.port
+        assert asked == answers
+    finally:
+        await connection.disconnect()
