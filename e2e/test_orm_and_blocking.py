@@ -81,14 +81,19 @@ def test_block_one_pane_and_watch_the_other_pane_echo(
     started, ended = 1000 * answer["started"], 1000 * answer["ended"]
     # Round trips that went and came back while A slept (1 ms of clock rounding either side).
     inside = [t for t in trips if started + 1 < t[0] and t[1] < ended - 1]
+    # B's replies that reached the page while A slept. B pings one at a time: if A's sleep
+    # holds the event loop, only the reply to a ping sent before it can arrive (at most one).
+    # A free loop answers on and on: every 50 ms on an idle machine, and still more than once
+    # on a busy one, where single echoes took up to 0.9 s (a count of round trips wholly
+    # inside the second, 5 here, failed there).
+    received = [t for t in trips if started + 1 < t[1] < ended - 1]
     if stalls:
-        assert inside == [], trips
+        assert inside == [] and len(received) <= 1, trips
         # The echo in flight during the sleep waited most of it, as its log line says.
         waited = max(t[2] for t in trips)
         assert waited >= 0.5 * 1000 * BLOCK_SECONDS, trips
     else:
-        assert len(inside) >= 5, trips  # every 50 ms, on and on
-        assert max(t[2] for t in inside) < 0.5 * 1000 * BLOCK_SECONDS, trips
+        assert len(received) >= 2, trips
     no_new_traceback(daphne_server, log_size)
 
 
