@@ -101,14 +101,18 @@ def access_log(cluster: Cluster) -> list[dict[str, str]]:
     return entries
 
 
-def logged_request(cluster: Cluster, port: int, timeout: float = 10.0) -> dict[str, str]:
+def logged_request(
+    cluster: Cluster, port: int, since: int = 0, timeout: float = 10.0
+) -> dict[str, str]:
     """
-    The access log's entry for the request from the client's `port`. nginx writes a
+    The access log's entry for the request from the client's `port`, among the entries after
+    the first `since` (the log's length before the request: the kernel reuses ephemeral ports,
+    and an earlier connection from the same port has an entry of its own). nginx writes a
     WebSocket's entry when the socket ends: close it first.
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        for entry in access_log(cluster):
+        for entry in access_log(cluster)[since:]:
             if entry["port"] == str(port):
                 return entry
         time.sleep(0.05)

@@ -74,6 +74,7 @@ def test_scope_client_is_the_browsers_address_not_a_claimed_one(
     page: Page, cluster: Cluster
 ) -> None:
     console = Console.open(page, "/async/")
+    logged = len(access_log(cluster))
     where = connect_on(console, "/ws/ac/json/", None)
     assert where["database"] == "postgresql"  # the cluster runs on PostgreSQL, as deployed
     since = console.mark()
@@ -82,7 +83,7 @@ def test_scope_client_is_the_browsers_address_not_a_claimed_one(
     # daphne --proxy-headers: scope["client"] is the browser's address and port as nginx saw
     # them (without the headers, on a unix socket, it would be None).
     host, port = where["client"]
-    handshake = logged_request(cluster, port)
+    handshake = logged_request(cluster, port, since=logged)
     assert (handshake["addr"], handshake["path"]) == (host, "/ws/ac/json/")
     assert host == "127.0.0.1"
     daphne = {cluster.pid(name): name for name in cluster.daphnes}[where["process"]]
@@ -91,6 +92,7 @@ def test_scope_client_is_the_browsers_address_not_a_claimed_one(
 
     # A client that claims another address itself (Chromium sends no such header on a
     # handshake, so a plain client makes the claim): nginx replaces the header.
+    logged = len(access_log(cluster))
     with ws_connect(
         cluster.ws_url + "/ws/ac/json/",
         origin=cluster.http_url,
@@ -100,7 +102,8 @@ def test_scope_client_is_the_browsers_address_not_a_claimed_one(
         claimed = json.loads(ws.recv(timeout=5))
     host, port = claimed["client"]
     assert host == "127.0.0.1"
-    assert logged_request(cluster, port)["xff"] == "203.0.113.9"  # the claim reached nginx
+    # The claim reached nginx.
+    assert logged_request(cluster, port, since=logged)["xff"] == "203.0.113.9"
 
 
 def test_two_users_on_different_processes_chat_and_logout_reaches_every_process(
