@@ -4,7 +4,6 @@ stack with the in-process worker reading the channel "jobs".
 """
 
 import os
-from collections.abc import AsyncIterator
 
 import pytest
 from channels.layers import channel_layers, get_channel_layer
@@ -12,21 +11,15 @@ from channels.testing import ApplicationCommunicator
 from django.test import override_settings
 
 from apps.core.tests.contract import communicator
-from apps.jobs import worker
 from apps.jobs.consumers import PrimeCounter, count_primes
-from apps.jobs.queue import close_job_queue, get_job_queue, job_key
+from apps.jobs.queue import get_job_queue, job_key
 from config.asgi import application
 from tools.servers import free_port
 
 JOBS = "/ws/jobs/"
 
 
-@pytest.fixture(autouse=True)
-async def _clean_layer() -> AsyncIterator[None]:
-    yield
-    await worker.stop_in_process_worker()
-    await get_channel_layer().flush()
-    await close_job_queue()
+pytestmark = pytest.mark.usefixtures("clean_jobs")
 
 
 def test_count_primes_reports_steps_up_to_pi_of_n() -> None:

@@ -9,7 +9,6 @@ apps/core/tests/test_shutdown.py; these pin the two causes down deterministicall
 import asyncio
 import threading
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,18 +17,13 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 
 from apps.jobs import worker
 from apps.jobs.consumers import PrimeCounter, WorkerStopping
-from apps.jobs.queue import JOBS_CHANNEL, close_job_queue, get_job_queue, job_key
+from apps.jobs.queue import JOBS_CHANNEL, get_job_queue, job_key
 
 # Seconds the worker may take to notice; the jobs here would take half a minute or more.
 NOTICE_SECONDS = 10.0
 
 
-@pytest.fixture(autouse=True)
-async def _clean_layer() -> AsyncIterator[None]:
-    yield
-    await worker.stop_in_process_worker()
-    await get_channel_layer().flush()
-    await close_job_queue()
+pytestmark = pytest.mark.usefixtures("clean_jobs")
 
 
 def test_a_reply_through_an_event_loop_that_stopped_gives_up_instead_of_waiting() -> None:
