@@ -18,7 +18,13 @@ from tools.servers import (
     start_postgres,
     start_redis,
     start_redis_group,
+    take_ctrl_c,
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The servers tests start take Ctrl-C even when this run was started ignoring it."""
+    take_ctrl_c()
 
 
 def pytest_report_header() -> str:

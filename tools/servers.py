@@ -190,6 +190,22 @@ def find_tracebacks(text: str) -> list[str]:
     return found
 
 
+def take_ctrl_c() -> None:
+    """
+    Let the servers this process starts take Ctrl-C as they do from a terminal. Call it from
+    the main thread before starting any (the test suites' conftest.py does).
+
+    A shell without job control (a CI runner, `make test &`, a script) starts its background
+    commands with SIGINT ignored, and an ignored signal stays ignored across fork and exec,
+    into every server started below it. Python then leaves SIGINT ignored, and daphne with it:
+    Twisted installs its Ctrl-C handler only over Python's default one. Such a daphne outlives
+    any number of Ctrl-Cs (uvicorn, hypercorn and granian install theirs regardless). A
+    handler of our own, unlike SIG_IGN, is reset to the default in a child at exec.
+    """
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def _launch(
     name: str,
     command: list[str],

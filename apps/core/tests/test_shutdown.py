@@ -21,6 +21,8 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,7 @@ from websockets.asyncio.client import ClientConnection
 
 from apps.core.tests.live import json_socket, open_event_stream, receive_until
 from tools.servers import (
+    BASE_DIR,
     GRACE_SECONDS,
     SERVERS,
     ServerProcess,
@@ -109,6 +112,26 @@ async def test_each_server_stops_within_its_grace_whatever_is_in_flight(
         *(stop_with_everything_in_flight(kind, sig, database, starting) for kind in SERVERS)
     )
     assert not any(failures), "\n\n".join(f for f in failures if f)
+
+
+def test_daphne_takes_ctrl_c_even_when_the_suite_was_started_ignoring_it(tmp_path: Path) -> None:
+    # How a CI runner or `make test &` starts the suite: SIGINT ignored (here sh's `trap`), which
+    # every process below inherits. The suite's conftest.py calls take_ctrl_c(); without it,
+    # the daphne it starts ignores Ctrl-C and the Ctrl-C tests above fail.
+    script = f"""
+import signal, sys
+from tools.servers import server_env, start_server, take_ctrl_c
+assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN, "the shell did not ignore SIGINT"
+take_ctrl_c()
+env = server_env(DATABASE_PATH={str(tmp_path / "db.sqlite3")!r})
+server = start_server("daphne", env, name="daphne-ctrl-c-ignored", own_group=True)
+sys.exit(0 if server.interrupt(signal.SIGINT, {GRACE + EXIT_ALLOWANCE}) is not None else 1)
+"""
+    command = ["sh", "-c", 'trap "" INT; exec "$0" -c "$1"', sys.executable, script]
+    done = subprocess.run(  # noqa: S603 - our own interpreter on a fixed script
+        command, cwd=BASE_DIR, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, f"daphne outlived Ctrl-C:\n{done.stdout}{done.stderr}"
 
 
 def alive(pid: int) -> bool:
