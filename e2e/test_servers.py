@@ -112,7 +112,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "SIGTERM": {
         "daphne": (1006, False),
         "uvicorn": Race({(1012, True), (1012, False)}),
-        "hypercorn": (1011, True),
+        # A race under load: e2e/browsers.py's SERVER_EXPECTED says why.
+        "hypercorn": Race({(1011, True), (1006, False)}),
         "granian": (1006, False),
     },
 }
