@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import psutil
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 ARTIFACTS = Path(os.environ.get("ARTIFACTS_DIR", BASE_DIR / "artifacts"))
 
@@ -73,16 +75,42 @@ def page_origin(url: str) -> str:
     return f"{ {'ws': 'http', 'wss': 'https'}.get(scheme, scheme) }://{rest.split('/', 1)[0]}"
 
 
+# However busy the machine, a server that has not listened after this long never will.
+STARTING_LIMIT = 120.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time a process and its children have used so far (0 once it is gone)."""
+    try:
+        process = psutil.Process(pid)
+        used = [process.cpu_times(), *(c.cpu_times() for c in process.children(recursive=True))]
+    except psutil.Error:
+        return 0.0
+    return sum(times.user + times.system for times in used)
+
+
 def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 15.0) -> None:
-    """Return once something accepts connections on the port; fail if the process died."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """
+    Return once something accepts connections on the port. Fail if the process dies, or once
+    it has gone `timeout` seconds without listening and without using any CPU: stuck, not
+    slow. A fixed deadline would fail a start that is merely slow: on a shared 2-core machine
+    under load a Python server's imports alone have taken more than 15 s.
+    """
+    started = progressed = time.monotonic()
+    used = cpu_seconds(process.pid)
+    while True:
         if process.poll() is not None:
             raise RuntimeError(f"process exited with {process.returncode} before listening")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
             return
-        time.sleep(0.02)
-    raise TimeoutError(f"nothing listened on port {port} within {timeout} s")
+        time.sleep(0.05)
+        now = time.monotonic()
+        if (now_used := cpu_seconds(process.pid)) > used:
+            used, progressed = now_used, now
+        if now - progressed > timeout:
+            raise TimeoutError(f"nothing listened on port {port}; no progress for {timeout} s")
+        if now - started > STARTING_LIMIT:
+            raise TimeoutError(f"nothing listened on port {port} within {STARTING_LIMIT} s")
 
 
 def find_binary(name: str, *fallbacks: str) -> str:
