@@ -64,6 +64,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "xdist_group(name): run these tests in one process")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """
     Every test with a server needs the test database, whether or not it touches it itself:
@@ -74,7 +75,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     Tests in Firefox or WebKit go to one process (`--dist loadgroup`): each of those browsers
     then starts once for the run. The other server-matrix tests go to one process too, so the
     four servers start once more, not once per process; so do the tests through the cluster.
-    The rest spread over every process.
+    The rest spread over every process. First among the hooks: pytest-xdist reads the groups in
+    its own hook, registered after this file, and pluggy calls the last registered first;
+    without `tryfirst` it saw no group, and every process launched Firefox, WebKit, the four
+    servers and a cluster of its own.
     """
     for item in items:
         names = getattr(item, "fixturenames", ())
@@ -89,6 +93,35 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.xdist_group("matrix"))
         elif "cluster" in names:
             item.add_marker(pytest.mark.xdist_group("cluster"))
+
+
+# Tests that carried an xdist group which pytest-xdist did not apply (see below).
+UNGROUPED: list[str] = []
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """
+    Under `--dist loadgroup`, note the tests whose group pytest-xdist lost: the run would pass
+    all the same, but every process would start its own Firefox, WebKit, servers and cluster
+    (half again as long). pytest 9.2 loses them all (pytest-dev/pytest-xdist#1386).
+    """
+    if session.config.getvalue("loadgroup"):
+        UNGROUPED.extend(
+            item.nodeid
+            for item in session.items
+            if item.get_closest_marker("xdist_group") and "@" not in item.nodeid.split("]")[-1]
+        )
+
+
+@pytest.fixture(autouse=True)
+def _grouped_as_asked() -> None:
+    """Every test fails, saying why, in a run whose groups were lost (a worker's error is not)."""
+    if UNGROUPED:
+        pytest.fail(
+            f"pytest-xdist did not apply --dist loadgroup's groups ({len(UNGROUPED)} tests, e.g. "
+            f"{UNGROUPED[0]}): pytest-dev/pytest-xdist#1386; pyproject.toml pins pytest below it",
+            pytrace=False,
+        )
 
 
 # ---------------------------------------------------------------------------- the browser

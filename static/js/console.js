@@ -43,6 +43,16 @@ function clock(date) {
   return date.toISOString().slice(11, 23);
 }
 
+/** Set an element's text, unless it already shows exactly that. */
+function setText(element, text) {
+  if (element.textContent !== text) element.textContent = text;
+}
+
+/** Set one `data-` attribute of an element, unless it already has that value. */
+function setData(element, key, value) {
+  if (element.dataset[key] !== value) element.dataset[key] = value;
+}
+
 /** Describe a message's data the same way whatever binaryType delivered it. */
 async function describeData(data) {
   if (typeof data === "string") {
@@ -399,15 +409,19 @@ class SocketConsole extends EventTarget {
 
   // ------------------------------------------------------------------ the page
 
+  // Ten times a second (bufferedAmount has no event), so only what changed is written: each
+  // write costs the page a style pass, a layout and a paint, even of the same text.
   refreshStatus() {
     const ws = this.ws;
     const state = ws ? ws.readyState : null;
-    this.el("ready-state").textContent = ws ? `${state} ${STATE_NAMES[state]}` : "no socket";
-    this.el("ready-state").dataset.state = ws ? STATE_NAMES[state] : "NONE";
-    this.el("buffered").textContent = ws ? String(ws.bufferedAmount) : "–";
-    this.el("protocol").textContent = ws ? `"${ws.protocol}"` : "–";
+    setText(this.el("ready-state"), ws ? `${state} ${STATE_NAMES[state]}` : "no socket");
+    setData(this.el("ready-state"), "state", ws ? STATE_NAMES[state] : "NONE");
+    setText(this.el("buffered"), ws ? String(ws.bufferedAmount) : "–");
+    setText(this.el("protocol"), ws ? `"${ws.protocol}"` : "–");
     const open = state === WebSocket.OPEN;
-    for (const button of this.root.querySelectorAll("[data-needs-open]")) button.disabled = !open;
+    for (const button of this.root.querySelectorAll("[data-needs-open]")) {
+      if (button.disabled === open) button.disabled = !open;
+    }
   }
 
   bindControls() {

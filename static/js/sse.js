@@ -124,14 +124,22 @@
     if (node) node.textContent = `via ${record.via.join(" + ")}`;
   }
 
+  // Set an element's text (or a data- attribute) unless it already shows exactly that: refresh
+  // runs ten times a second, and every write costs the page a style pass, a layout and a paint.
+  function setText(element, text) {
+    if (element.textContent !== text) element.textContent = text;
+  }
+
   function refresh() {
     const es = sse.es;
     const state = el("stream-state");
-    state.textContent = es ? `${es.readyState} ${STATES[es.readyState]}` : "no stream";
-    state.dataset.state = es ? STATES[es.readyState] : "";
-    const last = [...sse.records].reverse().find((r) => r.id);
-    el("last-event-id").textContent = last ? last.id : "–";
-    el("stream-where").textContent = es ? es.url : "–";
+    setText(state, es ? `${es.readyState} ${STATES[es.readyState]}` : "no stream");
+    const name = es ? STATES[es.readyState] : "";
+    if (state.dataset.state !== name) state.dataset.state = name;
+    let last = null;
+    for (let i = sse.records.length - 1; i >= 0 && !last; i--) if (sse.records[i].id) last = sse.records[i];
+    setText(el("last-event-id"), last ? last.id : "–");
+    setText(el("stream-where"), es ? es.url : "–");
   }
 
   el("stream-connect").addEventListener("submit", (event) => {
