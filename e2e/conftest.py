@@ -105,7 +105,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     all the same, but every process would start its own Firefox, WebKit, servers and cluster
     (half again as long). pytest 9.2 loses them all (pytest-dev/pytest-xdist#1386).
     """
-    if session.config.getvalue("loadgroup"):
+    if getattr(session.config.option, "loadgroup", False):  # set in xdist workers only
         UNGROUPED.extend(
             item.nodeid
             for item in session.items
