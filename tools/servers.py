@@ -89,28 +89,40 @@ def cpu_seconds(pid: int) -> float:
     return sum(times.user + times.system for times in used)
 
 
-def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 15.0) -> None:
+def wait_while_working(
+    process: subprocess.Popen, ready: Callable[[], bool], what: str, timeout: float = 15.0
+) -> None:
     """
-    Return once something accepts connections on the port. Fail if the process dies, or once
-    it has gone `timeout` seconds without listening and without using any CPU: stuck, not
-    slow. A fixed deadline would fail a start that is merely slow: on a shared 2-core machine
-    under load a Python server's imports alone have taken more than 15 s.
+    Return once `ready()` is true. Fail if the process dies, or once it has gone `timeout`
+    seconds without getting ready and without using any CPU: stuck, not slow. A fixed deadline
+    would fail a start that is merely slow: on a shared 2-core machine under load a Python
+    server's imports alone have taken more than 15 s.
     """
     started = progressed = time.monotonic()
     used = cpu_seconds(process.pid)
-    while True:
+    while not ready():
         if process.poll() is not None:
-            raise RuntimeError(f"process exited with {process.returncode} before listening")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
+            raise RuntimeError(f"process exited with {process.returncode} before {what}")
         time.sleep(0.05)
         now = time.monotonic()
         if (now_used := cpu_seconds(process.pid)) > used:
             used, progressed = now_used, now
         if now - progressed > timeout:
-            raise TimeoutError(f"nothing listened on port {port}; no progress for {timeout} s")
+            raise TimeoutError(f"not {what}; no progress for {timeout} s")
         if now - started > STARTING_LIMIT:
-            raise TimeoutError(f"nothing listened on port {port} within {STARTING_LIMIT} s")
+            raise TimeoutError(f"not {what} within {STARTING_LIMIT} s")
+
+
+def accepts(port: int) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:port."""
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+        return True
+    return False
+
+
+def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 15.0) -> None:
+    """Return once something accepts connections on the port (see wait_while_working)."""
+    wait_while_working(process, lambda: accepts(port), f"listening on port {port}", timeout)
 
 
 def find_binary(name: str, *fallbacks: str) -> str:
@@ -884,12 +896,13 @@ def start_worker(
         )
     worker = ServerProcess(name, 0, process, log_path, command)
     STARTED.append(worker)
-    deadline = time.monotonic() + timeout
-    while "Running worker for channels" not in worker.log():
-        if process.poll() is not None or time.monotonic() > deadline:
-            worker.stop()
-            raise RuntimeError(f"{name} failed to start; its log:\n{worker.log()}")
-        time.sleep(0.02)
+    try:
+        wait_while_working(
+            process, lambda: "Running worker for channels" in worker.log(), "running", timeout
+        )
+    except (RuntimeError, TimeoutError) as failed:
+        worker.stop()
+        raise RuntimeError(f"{name} failed to start ({failed}); its log:\n{worker.log()}") from None
     return worker
 
 
