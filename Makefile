@@ -168,12 +168,12 @@ conformance-quick: install
 	  --servers daphne --groups 1-7,10 --paths /ws/sc/,/ws/ac/generic/ --timeout 300
 
 # ---------------------------------------------------------------- tests
-# The conformance step, the unit tests, their Python 3.12+ run and the browser tests are
-# independent (each has its own databases, Redis and ports) and spend much of their time
-# waiting on servers, timers and browsers, so they run side by side, each one's output kept
-# whole and printed as it ends. One after another, the browser tests alone left a core idle.
+# The conformance step, the unit tests and their Python 3.12+ run are independent and spend
+# most of their time waiting on servers and timers, so they run side by side (each one's
+# output kept whole). Browser tests last: their pytest summary is the closing line CI reads.
 test: install system-deps lint
-	$(MAKE) --no-print-directory -j4 --output-sync=target conformance-quick unit compat e2e
+	$(MAKE) --no-print-directory -j3 --output-sync=target conformance-quick unit compat
+	$(MAKE) --no-print-directory e2e
 
 lint: install
 	$(BIN)/ruff check .
