@@ -8,6 +8,7 @@ Run it on its own (`pytest e2e`): sync Playwright and pytest-asyncio break each 
 process (playwright-pytest#167).
 """
 
+import contextlib
 import os
 import shutil
 from collections.abc import Callable, Iterator
@@ -182,7 +183,15 @@ class Engines:
         self.missing: dict[str, str] = {}
 
     def page(self, engine: str) -> EnginePage:
-        """The engine's one page; skips (or fails, see engines_required) if it is missing."""
+        """
+        The engine's one page; skips (or fails, see engines_required) if it is missing. A
+        browser that stopped answering (its page is `stuck`) is stopped and launched afresh:
+        the test that found it stuck has failed, the next ones need not.
+        """
+        if (running := self.launched.get(engine)) is not None and running.page.stuck:
+            with contextlib.suppress(Exception):
+                running.stop()
+            del self.launched[engine]
         if engine not in self.launched and engine not in self.missing:
             try:
                 self.launched[engine] = LAUNCHERS[engine]()

@@ -30,6 +30,10 @@ from typing import Any
 
 ENGINES = ("chromium", "firefox", "webkit")
 TIMEOUT_MS = 10_000
+# How long one WebDriver command may take: longer than any script's own timeout (a test's
+# TIMEOUT_MS-scale waits plus RUN_ASYNC_JS's margin). Selenium's default is to wait for ever, and
+# a MiniBrowser that stopped answering once hung the whole run at its failure screenshot.
+COMMAND_TIMEOUT_S = 45
 
 # Debian's packages: firefox-esr, and webkit2gtk-driver (which brings the MiniBrowser).
 FIREFOXES = ("firefox-esr", "firefox")
@@ -280,6 +284,8 @@ class WebDriverPage(EnginePage):
         self.engine = engine
         self.version = version
         self.errors: list[str] = []
+        # Set once a command found the browser no longer answering: Engines relaunches it.
+        self.stuck = False
 
     @abstractmethod
     def _run_async(self, script: str, arg: Any, timeout: float) -> Any:
@@ -440,6 +446,7 @@ class WebKitPage(WebDriverPage):
     """WebKitGTK's MiniBrowser over Selenium's WebKitGTK driver."""
 
     def __init__(self, driver: Any) -> None:
+        import urllib3
         from selenium.common import exceptions
 
         self.driver = driver
@@ -449,6 +456,16 @@ class WebKitPage(WebDriverPage):
             exceptions.JavascriptException,
         )
         super().__init__("webkit", driver.capabilities.get("browserVersion", "?"))
+        execute = driver.execute
+
+        def execute_or_flag_stuck(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return execute(*args, **kwargs)
+            except (urllib3.exceptions.TimeoutError, urllib3.exceptions.MaxRetryError):
+                self.stuck = True
+                raise
+
+        driver.execute = execute_or_flag_stuck
 
     def _run_async(self, script: str, arg: Any, timeout: float) -> Any:
         self.driver.set_script_timeout(timeout / 1000)
@@ -565,6 +582,7 @@ def launch_webkit() -> Launched:
             # Selenium's own WebKitGTK class still passes a deprecated argument internally.
             warnings.filterwarnings("ignore", "setting remote_server_addr", DeprecationWarning)
             driver = webdriver.WebKitGTK(options=options, service=service)
+        driver.command_executor.client_config.timeout = COMMAND_TIMEOUT_S
     except Exception:
         display_server.stop()
         raise

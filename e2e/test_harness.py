@@ -2,8 +2,12 @@
 
 from pathlib import Path
 
+import pytest
+import urllib3
 from django.conf import settings
+from selenium.webdriver.remote.webdriver import WebDriver
 
+from e2e.engines import WebKitPage
 from tools.servers import ServerProcess, database_env
 
 
@@ -36,3 +40,23 @@ def test_pair_shares_one_redis_and_one_database(
     assert first.get("DATABASE_PATH") == second.get("DATABASE_PATH")
     assert first.get("DATABASE_URL") == second.get("DATABASE_URL")
     assert "DJANGO_ALLOW_ASYNC_UNSAFE" not in first | second
+
+
+class Unanswering(WebDriver):
+    """A WebDriver whose browser has stopped answering: every command times out."""
+
+    def __init__(self) -> None:  # no session: nothing to connect to
+        self.caps = {"browserVersion": "test"}
+
+    def execute(self, command: str, params: dict | None = None) -> None:
+        raise urllib3.exceptions.ReadTimeoutError(None, "/session", "read timed out")
+
+
+def test_a_webkit_page_whose_browser_stops_answering_says_it_is_stuck() -> None:
+    # The session's `engines` launches such a browser afresh for the next test, instead of
+    # every later test waiting on it (one hung MiniBrowser once held a whole run).
+    page = WebKitPage(Unanswering())
+    assert not page.stuck
+    with pytest.raises(urllib3.exceptions.ReadTimeoutError):
+        page.evaluate("() => 1")
+    assert page.stuck
