@@ -98,15 +98,18 @@ def wait_while_working(
     would fail a start that is merely slow: on a shared 2-core machine under load a Python
     server's imports alone have taken more than 15 s.
     """
-    started = progressed = time.monotonic()
+    started = progressed = looked = time.monotonic()
     used = cpu_seconds(process.pid)
     while not ready():
         if process.poll() is not None:
             raise RuntimeError(f"process exited with {process.returncode} before {what}")
         time.sleep(0.05)
         now = time.monotonic()
-        if (now_used := cpu_seconds(process.pid)) > used:
-            used, progressed = now_used, now
+        # Once a second: reading every process's CPU time walks all of /proc (a few ms).
+        if now - looked >= 1.0:
+            looked = now
+            if (now_used := cpu_seconds(process.pid)) > used:
+                used, progressed = now_used, now
         if now - progressed > timeout:
             raise TimeoutError(f"not {what}; no progress for {timeout} s")
         if now - started > STARTING_LIMIT:
