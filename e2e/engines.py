@@ -587,13 +587,21 @@ def launch_webkit() -> Launched:
         display_server.stop()
         raise
 
+    page = WebKitPage(driver)
+
     def stop() -> None:
         try:
-            driver.quit()
+            if page.stuck:
+                # A driver that no longer answers is not asked to quit (each command would wait
+                # out its timeout, retried): it is killed, and its MiniBrowser goes with the
+                # display.
+                driver.service.process.kill()
+            else:
+                driver.quit()
         finally:
             display_server.stop()
 
-    return Launched(WebKitPage(driver), stop, [display_server])
+    return Launched(page, stop, [display_server])
 
 
 LAUNCHERS: dict[str, Callable[[], Launched]] = {
