@@ -161,6 +161,7 @@
     });
   }
 
+  refresh(); // at once, as the socket console does: the page never shows a stale status
   setInterval(refresh, 100);
   window.sseConsole = sse;
 })();
