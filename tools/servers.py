@@ -997,7 +997,20 @@ def start_nginx(config: Path, port: int, prefix: Path, name: str = "nginx") -> S
     binary = find_binary("nginx", "/usr/sbin/nginx")
     command = [binary, "-p", f"{prefix}/", "-e", "stderr", "-c", str(config)]
     # Its own session: a Ctrl-C meant for the caller must not stop it behind the caller's back.
-    return _spawn(name, command, port, None, own_session=True)
+    server = _spawn(name, command, port, None, own_session=True)
+    # nginx listens before it writes its pid file (deploy/nginx.conf: under `prefix`), which the
+    # cluster's tools and tests read: its start is over once the file names this process.
+    pid_file = prefix / "nginx.pid"
+
+    def written() -> bool:
+        return pid_file.exists() and pid_file.read_text().strip() == str(server.process.pid)
+
+    try:
+        wait_while_working(server.process, written, "writing its pid file")
+    except (RuntimeError, TimeoutError):
+        server.stop()
+        raise
+    return server
 
 
 # ---------------------------------------------------------------------------- PostgreSQL
