@@ -2205,8 +2205,6 @@ def run_cluster_command(
 
 def leftovers(run_id: int, run_dir: Path) -> list[str]:
     """What a stopped cluster left: namespaces made by process `run_id`, processes in `run_dir`."""
-    import psutil
-
     ours = re.compile(rf"{NETNS_PREFIX}{run_id}[a-z]?-")
     found = [line.split()[0] for line in ip("netns", "list").splitlines() if ours.match(line)]
     for process in psutil.process_iter(["pid", "cmdline"]):

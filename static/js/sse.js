@@ -136,8 +136,7 @@
     setText(state, es ? `${es.readyState} ${STATES[es.readyState]}` : "no stream");
     const name = es ? STATES[es.readyState] : "";
     if (state.dataset.state !== name) state.dataset.state = name;
-    let last = null;
-    for (let i = sse.records.length - 1; i >= 0 && !last; i--) if (sse.records[i].id) last = sse.records[i];
+    const last = sse.records.findLast((r) => r.id);
     setText(el("last-event-id"), last ? last.id : "–");
     setText(el("stream-where"), es ? es.url : "–");
   }
