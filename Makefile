@@ -24,10 +24,16 @@ UV_VERSION := 0.13.9
 $(BIN)/.installed: requirements/lock.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements/lock.txt
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements/lock.txt
 	touch $@
 
+# Bytecode is compiled ahead, the packages' at install and ours here (a no-op when up to date):
+# where PYTHONDONTWRITEBYTECODE is set, as on CI machines of this kind, every Python process
+# would otherwise compile Django, Twisted and the project from source. A test run starts some
+# hundred of them (servers, workers, pytest's own); a daphne's start took 1.9 s of CPU instead
+# of 0.6 s, and `make test` twice as long (docs/testing.md, "Costs").
 install: $(BIN)/.installed
+	@$(BIN)/python -m compileall -q apps bench conformance config e2e tools >/dev/null
 
 # Debian's Chromium (Playwright cannot download its own here), Firefox ESR and WebKitGTK's
 # WebDriver with a virtual display for the browser tests' other engines, and the redis-server,
