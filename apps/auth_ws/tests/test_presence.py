@@ -7,6 +7,7 @@ import pytest
 from redis.asyncio import Redis
 
 from apps.auth_ws.presence import REDIS_KEY, MemoryPresence, Presence, RedisPresence
+from apps.core.tests.clock import Clock
 
 
 @pytest.fixture
@@ -60,13 +61,15 @@ async def test_usernames_with_the_separator_survive(store: Presence) -> None:
     assert await store.online() == ["a|b"]
 
 
-async def test_entries_without_heartbeat_expire(store: Presence, settings) -> None:
-    settings.PRESENCE_TTL = 0.3
+async def test_entries_without_heartbeat_expire(
+    store: Presence, settings, presence_clock: Clock
+) -> None:
+    settings.PRESENCE_TTL = 30
     await store.join("c1", "alice")
     await store.join("c2", "bob")
-    await asyncio.sleep(0.2)
+    presence_clock.advance(20)
     assert await store.join("c2", "bob") is False  # bob's heartbeat; alice has none
-    await asyncio.sleep(0.2)
+    presence_clock.advance(20)
     # Reading never shows an expired user, even before anyone prunes.
     assert await store.online() == ["bob"]
     # The next change prunes alice and says the list changed, so the lobby hears of it.
@@ -74,10 +77,12 @@ async def test_entries_without_heartbeat_expire(store: Presence, settings) -> No
     assert await store.join("c2", "bob") is False
 
 
-async def test_a_heartbeat_after_expiry_brings_the_user_back(store: Presence, settings) -> None:
-    settings.PRESENCE_TTL = 0.1
+async def test_a_heartbeat_after_expiry_brings_the_user_back(
+    store: Presence, settings, presence_clock: Clock
+) -> None:
+    settings.PRESENCE_TTL = 30
     await store.join("c1", "alice")
-    await asyncio.sleep(0.15)
+    presence_clock.advance(31)
     assert await store.online() == []
     assert await store.join("c1", "alice") is False  # was listed, and is listed again
     assert await store.online() == ["alice"]

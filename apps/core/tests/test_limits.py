@@ -6,19 +6,7 @@ import pytest
 
 from apps.core import limits
 from apps.core.limits import CLOSE_MESSAGE_TOO_BIG, CLOSE_RATE_LIMITED, Limiter, TokenBucket
-
-
-class Clock:
-    """A stand-in for time.monotonic that only moves when told to."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from apps.core.tests.clock import Clock
 
 
 @pytest.fixture
