@@ -12,7 +12,14 @@ socket with 4503 so the client reconnects with backoff (static/js/console.js).
 
 `QuietWhenUnreachable` is a logging filter for channels-redis's own records about the same
 outage (the pub/sub reader, and the unsubscribe of a consumer that ends during it): one
-warning line each, without the traceback.
+warning line each, without the traceback. That includes one race of the reconnect: the Pub/Sub
+layer's reader task reads its connection without the lock its subscribes and unsubscribes
+take, so when Redis comes back, the reader's retry and a subscribe can both reconnect the one
+connection and both wait for a reply on it, and asyncio refuses the second reader with
+`RuntimeError: readuntil() called while another coroutine is already waiting for incoming
+data` (the family of redis/redis-py#2540). The reader logs it and tries again a second later,
+as it does for the outage itself; the lobby flows on (apps/auth_ws/tests/test_faults.py saw it
+once, under load).
 """
 
 import asyncio
@@ -103,6 +110,10 @@ class ChannelLayerOutageMixin:
             logger.debug("close %d not sent: %r", CLOSE_UNAVAILABLE, error)
 
 
+# What asyncio says when a second coroutine reads a stream another one is reading.
+READER_RACE = "called while another coroutine is already waiting for incoming data"
+
+
 class QuietWhenUnreachable(logging.Filter):
     """Turn channels-redis's tracebacks about an unreachable Redis into one warning line."""
 
@@ -113,8 +124,15 @@ class QuietWhenUnreachable(logging.Filter):
         error = record.exc_info[1]
         # A consumer that ends during an outage may be cancelled while channels-redis retries
         # its unsubscribe: the same outage, seen from the cleanup.
-        if is_unreachable(error) or isinstance(error, asyncio.CancelledError):
-            why = "Redis unreachable" if is_unreachable(error) else "cancelled while cleaning up"
+        if is_unreachable(error):
+            why = "Redis unreachable"
+        elif isinstance(error, asyncio.CancelledError):
+            why = "cancelled while cleaning up"
+        elif isinstance(error, RuntimeError) and READER_RACE in str(error):
+            why = "two readers of one reconnecting connection"
+        else:
+            why = ""
+        if why:
             record.msg = f"{record.getMessage()} ({why}: {type(error).__name__}: {error})"
             record.args = ()
             record.exc_info = None

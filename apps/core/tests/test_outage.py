@@ -12,7 +12,12 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.testing import WebsocketCommunicator
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from apps.core.outage import ChannelLayerOutageMixin, QuietWhenUnreachable, is_unreachable
+from apps.core.outage import (
+    READER_RACE,
+    ChannelLayerOutageMixin,
+    QuietWhenUnreachable,
+    is_unreachable,
+)
 
 
 class FailingConsumer(ChannelLayerOutageMixin, AsyncWebsocketConsumer):
@@ -76,10 +81,21 @@ def test_the_filter_turns_channels_redis_outage_tracebacks_into_a_line() -> None
     )
     cleanup = record("channels_redis.pubsub", asyncio.CancelledError())
     assert quiet.filter(cleanup) and cleanup.exc_info is None
+    race = record(
+        "channels_redis.pubsub",
+        RuntimeError(
+            "readuntil() called while another coroutine is already waiting for incoming data"
+        ),
+    )
+    assert quiet.filter(race)
+    assert race.exc_info is None and race.levelname == "WARNING"
+    assert "two readers of one reconnecting connection" in race.getMessage()
     # Anything else keeps its traceback.
     for name, error in [
         ("channels_redis.core", ValueError("bug")),
+        ("channels_redis.pubsub", RuntimeError("another bug")),
         ("daphne", RedisConnectionError()),
+        ("daphne", RuntimeError(f"readuntil() {READER_RACE}")),
     ]:
         kept = record(name, error)
         assert quiet.filter(kept)
